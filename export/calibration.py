@@ -1,0 +1,90 @@
+"""Calibration images and the thresholds measured on them (raw PaDiM score units).
+
+A calibration folder is either
+- a folder of normal images, or
+- labelled: a ``good/`` sub-folder of normal images beside one sub-folder per defect kind
+  (an MVTec root is accepted too: its ``test/`` folder is used).
+Rule everywhere: a frame is anomalous when its score is above the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.images import list_images
+
+NORMAL_QUANTILE = 0.99  # normal-only calibration: about 1 in 100 parts like these would be rejected
+
+
+@dataclass
+class Sample:
+    path: Path
+    anomalous: bool
+
+
+def collect(folder: str | Path) -> list[Sample]:
+    folder = Path(folder)
+    if (folder / "test").is_dir() and not list_images(folder):
+        folder = folder / "test"
+    if not folder.is_dir():
+        raise InspectdError(f"{folder}: calibration folder not found; pass a folder of images (or good/ + defect sub-folders)")
+    samples = [Sample(p, False) for p in list_images(folder)]
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+    if subfolders:
+        if not (folder / "good").is_dir():
+            raise InspectdError(f"{folder}: has sub-folders but no 'good/'; put normal images in good/ and each defect kind in its own folder")
+        for sub in subfolders:
+            samples += [Sample(p, sub.name != "good") for p in list_images(sub)]
+    if not any(not s.anomalous for s in samples):
+        raise InspectdError(f"{folder}: holds no normal images; calibration needs pictures of good parts")
+    return samples
+
+
+def quantile_threshold(normal_scores: np.ndarray) -> float:
+    return float(np.quantile(normal_scores, NORMAL_QUANTILE))
+
+
+def f1_threshold(scores: np.ndarray, anomalous: np.ndarray) -> tuple[float, float]:
+    """The threshold with the best F1 on labelled scores, and that F1.
+
+    Candidates are midpoints between consecutive distinct scores, so no calibration image
+    sits on the threshold where rounding alone would decide it.
+    """
+    distinct = np.unique(scores)
+    candidates = np.concatenate(([distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2.0))
+    best, best_f1 = float(candidates[0]), -1.0
+    for threshold in candidates:
+        predicted = scores > threshold
+        true_positive = np.sum(predicted & anomalous)
+        f1 = 2.0 * true_positive / (np.sum(predicted) + np.sum(anomalous))
+        if f1 > best_f1:
+            best, best_f1 = float(threshold), float(f1)
+    return best, best_f1
+
+
+def normal_statistics(normal_scores: np.ndarray) -> dict[str, float | int]:
+    """What later drift monitoring compares live scores against."""
+    return {
+        "count": int(normal_scores.size),
+        "mean": float(normal_scores.mean()),
+        "std": float(normal_scores.std(ddof=1)) if normal_scores.size > 1 else 0.0,
+        "min": float(normal_scores.min()),
+        "p50": float(np.quantile(normal_scores, 0.5)),
+        "p95": float(np.quantile(normal_scores, 0.95)),
+        "p99": float(np.quantile(normal_scores, 0.99)),
+        "max": float(normal_scores.max()),
+    }
+
+
+def image_auroc(scores: np.ndarray, anomalous: np.ndarray) -> float | None:
+    """Area under the ROC curve (probability an anomalous image outscores a normal one)."""
+    positive, negative = scores[anomalous], scores[~anomalous]
+    if positive.size == 0 or negative.size == 0:
+        return None
+    greater = (positive[:, None] > negative[None, :]).sum()
+    ties = (positive[:, None] == negative[None, :]).sum()
+    return float((greater + 0.5 * ties) / (positive.size * negative.size))

@@ -1,0 +1,178 @@
+"""``inspectd export``: checkpoint -> verified model folder, written atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.model import Model
+from inspectd.daemon.model_folder import METADATA_FILE, SCHEMA, SCHEMA_VERSION, read_model_folder, sha256_of
+
+from . import calibration, verify
+from .checkpoint import PadimCheckpoint, load_checkpoint
+from .graph import MAP_OUTPUT, SCORE_OUTPUT, export_ir
+
+
+def _say(message: str) -> None:
+    print(f"inspectd export: {message}", file=sys.stderr, flush=True)
+
+
+def _version(package: str) -> str:
+    try:
+        return package_metadata.version(package)
+    except package_metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    out: str | Path,
+    input_size: tuple[int, int] | None = None,
+    calibration_dir: str | Path | None = None,
+    threshold_from: str = "auto",
+    force: bool = False,
+    progress: Callable[[str], None] = _say,
+) -> dict:
+    """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise InspectdError(f"{out}: already exists; choose another --out or pass --force to replace it")
+    samples = calibration.collect(calibration_dir) if calibration_dir else []
+    progress(f"loading {checkpoint_path}")
+    checkpoint = load_checkpoint(checkpoint_path, input_size)
+    if threshold_from == "checkpoint" and checkpoint.threshold is None:
+        raise InspectdError(f"{checkpoint_path}: {checkpoint.threshold_problem}; drop --threshold-from checkpoint and pass --calibration DIR")
+    use_checkpoint_threshold = checkpoint.threshold is not None and threshold_from != "calibration"
+    if not use_checkpoint_threshold and not samples:
+        why = checkpoint.threshold_problem or "--threshold-from calibration was asked for"
+        raise InspectdError(
+            f"{checkpoint_path}: {why}; pass --calibration DIR with images of good parts "
+            f"(and optionally defect sub-folders) to measure the threshold"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress)
+        _replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    progress(f"wrote {out}")
+    return meta
+
+
+def _replace(work: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        work.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(out)
+
+
+def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress) -> dict:
+    height, width = checkpoint.preprocess.output_size()
+    progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
+    export_ir(checkpoint, work)
+    meta = _metadata(work, checkpoint)
+    _write(work, meta)
+    model = Model(read_model_folder(work))
+
+    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames()
+    if not samples:
+        progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
+    progress(f"scoring {len(frames)} frames with torch and with the exported model")
+    scores = verify.compare(checkpoint, model, frames, progress)
+    labels = np.array([s.anomalous for s in samples], dtype=bool)
+
+    if samples and not labels.all():
+        meta["normal_scores"] = calibration.normal_statistics(scores.exported[~labels])
+    if use_checkpoint_threshold:
+        threshold = checkpoint.threshold
+        meta["threshold"] = {"value": threshold, "source": "checkpoint", "rule": "anomalous if score > value"}
+        tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, threshold * 1e-6)
+        settled = verify.settle_tie(threshold, scores.reference, tolerance) if samples else None
+        if settled is not None:
+            meta["threshold"].update(value=settled, checkpoint_value=threshold, note="equals a calibration image's score; moved to the midpoint below it so rounding cannot decide that image")
+            progress(f"checkpoint threshold {threshold:.4f} equals a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
+    elif labels.any():
+        value, f1 = calibration.f1_threshold(scores.exported, labels)
+        meta["threshold"] = {"value": value, "source": "calibration-f1", "f1": f1, "normal_images": int((~labels).sum()), "anomalous_images": int(labels.sum()), "rule": "anomalous if score > value"}
+    else:
+        value = calibration.quantile_threshold(scores.exported)
+        meta["threshold"] = {"value": value, "source": "calibration-quantile", "quantile": calibration.NORMAL_QUANTILE, "normal_images": len(samples), "rule": "anomalous if score > value"}
+    threshold = meta["threshold"]["value"]
+    if samples and labels.any() and not labels.all():
+        meta["calibration_image_auroc"] = calibration.image_auroc(scores.exported, labels)
+
+    # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
+    reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold
+    result = verify.report(scores, threshold, reference_threshold, inclusive_reference=use_checkpoint_threshold)
+    meta["verification"] = result
+    progress(
+        f"verification on {result['frames']} frames: max |Δscore| {result['max_abs_score_delta']:.5f} "
+        f"({result['max_relative_score_error'] * 100:.3f}% of the threshold {threshold:.4f}), "
+        f"{result['verdict_flips']} verdict flips, anomaly-map correlation ≥ {result['min_map_correlation']:.6f}"
+    )
+    if not result["passed"]:
+        raise InspectdError(
+            f"{checkpoint.path}: export verification failed: {result['verdict_flips']} verdict flips "
+            f"({', '.join(result['flipped_frames'][:3])}), max score error {result['max_relative_score_error'] * 100:.2f}% "
+            f"of the threshold (limit {verify.MAX_RELATIVE_SCORE_ERROR * 100:.0f}%); nothing was written"
+        )
+    _write(work, meta)
+    return meta
+
+
+def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:
+    pre = checkpoint.preprocess
+    height, width = pre.output_size()
+    padim = checkpoint.model
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "type": "padim",
+            "backbone": checkpoint.backbone,
+            "layers": checkpoint.layers,
+            "n_features": int(padim.idx.numel()),
+            "feature_positions": int(padim.gaussian.inv_covariance.shape[0]),
+            "checkpoint": checkpoint.path.name,
+            "checkpoint_sha256": checkpoint.sha256,
+        },
+        "input": {"height": height, "width": width, "layout": "NHWC", "color_order": "BGR", "dtype": "float32", "value_range": [0, 255]},
+        "preprocess": {
+            "resize": {"size": list(pre.resize) if isinstance(pre.resize, tuple) else pre.resize, "method": "bilinear", "antialias": True},
+            "center_crop": list(pre.center_crop) if pre.center_crop else None,
+            "normalize": {"mean": list(pre.mean), "std": list(pre.std), "in_graph": True},
+            "recorded_in_checkpoint": pre.recorded,
+        },
+        "outputs": {"anomaly_map": MAP_OUTPUT, "score": SCORE_OUTPUT},
+        "threshold": {"value": 0.0, "source": "checkpoint"},  # provisional until calibrated below
+        "normal_scores": None,
+        "runtime": {"inference_precision": "f32", "weights": "f16"},
+        "versions": {
+            "inspectd": _version("inspectd"),
+            "anomalib": _version("anomalib"),
+            "openvino": _version("openvino"),
+            "torch": _version("torch"),
+            **checkpoint.versions,
+        },
+        "files": {name: {"sha256": sha256_of(work / name), "bytes": (work / name).stat().st_size} for name in ("model.xml", "model.bin")},
+    }
+
+
+def _write(work: Path, meta: dict) -> None:
+    (work / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,117 @@
+"""Export verification: the model folder, run through the daemon's own path, against the torch model.
+
+Reference: anomalib's training-time pipeline (PIL decode, torchvision antialiased Resize,
+Normalize, the checkpoint's PadimModel). Candidate: inspectd's runtime (OpenCV decode,
+inspectd's resize, the exported OpenVINO graph). Both see the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from inspectd.daemon.images import read_image
+from inspectd.daemon.model import Model
+
+from .checkpoint import PadimCheckpoint
+
+MAX_RELATIVE_SCORE_ERROR = 0.01  # of the threshold
+
+
+@dataclass
+class Frame:
+    name: str
+    path: Path | None = None
+    pixels: np.ndarray | None = None  # BGR uint8, for frames that are not files
+
+
+@dataclass
+class Scores:
+    names: list[str]
+    reference: np.ndarray
+    exported: np.ndarray
+    map_correlation: np.ndarray
+    map_max_delta: np.ndarray
+
+
+def synthetic_frames(seed: int = 0) -> list[Frame]:
+    """Smooth random colour frames, square, non-square and large, for when no images are given."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for height, width in ((256, 256), (480, 640), (667, 1000), (1334, 2000)):
+        coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        noise = rng.integers(-8, 9, smooth.shape)
+        frames.append(Frame(f"synthetic {width}x{height}", pixels=np.clip(smooth + noise, 0, 255).astype(np.uint8)))
+    return frames
+
+
+def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[float, np.ndarray]:
+    if frame.path is not None:
+        from anomalib.data.utils.image import read_image as anomalib_read_image
+
+        image = anomalib_read_image(frame.path, as_tensor=True)
+    else:
+        image = torch.from_numpy(frame.pixels[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        result = checkpoint.model(transform(image).unsqueeze(0))
+    return float(result.pred_score.reshape(-1)[0]), result.anomaly_map.reshape(result.anomaly_map.shape[-2:]).numpy()
+
+
+def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], progress: Callable[[str], None]) -> Scores:
+    transform = checkpoint.preprocess.transform()
+    names, reference, exported, correlation, max_delta = [], [], [], [], []
+    for number, frame in enumerate(frames, 1):
+        ref_score, ref_map = _reference(checkpoint, frame, transform)
+        pixels = frame.pixels if frame.pixels is not None else read_image(frame.path)
+        result = model.infer(pixels, frame.name)
+        names.append(frame.name)
+        reference.append(ref_score)
+        exported.append(result.score)
+        correlation.append(float(np.corrcoef(ref_map.ravel(), result.model_map.ravel())[0, 1]))
+        max_delta.append(float(np.abs(ref_map - result.model_map).max()))
+        if number % 10 == 0 or number == len(frames):
+            progress(f"verified {number}/{len(frames)} frames against the torch model")
+    return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta))
+
+
+def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> float | None:
+    """A checkpoint threshold that sits on a verification image's score, moved off it.
+
+    anomalib's F1-adaptive threshold is one of its validation images' scores, and anomalib
+    rejects at ``score >= threshold``: that image's verdict then hangs on the last bit of
+    floating point, in any runtime. inspectd rejects at ``score > threshold``, so the
+    threshold is moved down to the midpoint between the tied score and the next lower one:
+    every verification image keeps anomalib's verdict, none sits on the edge. Returns None
+    when nothing ties.
+    """
+    tied = reference[np.abs(reference - threshold) <= tolerance]
+    if tied.size == 0:
+        return None
+    below = reference[reference < tied.min()]
+    return float((below.max() + tied.min()) / 2.0) if below.size else float(tied.min() - tolerance)
+
+
+def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool) -> dict:
+    """The figures stored in inspectd.json and printed by export."""
+    reference_verdict = scores.reference >= reference_threshold if inclusive_reference else scores.reference > reference_threshold
+    flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported > threshold) if a != b]
+    delta = np.abs(scores.exported - scores.reference)
+    worst = int(np.argmax(delta))
+    return {
+        "frames": len(scores.names),
+        "max_abs_score_delta": float(delta.max()),
+        "max_relative_score_error": float(delta.max() / threshold),
+        "worst_frame": scores.names[worst],
+        "verdict_flips": len(flipped),
+        "flipped_frames": flipped,
+        "min_map_correlation": float(scores.map_correlation.min()),
+        "max_map_delta_relative": float(scores.map_max_delta.max() / threshold),
+        "passed": bool(not flipped and delta.max() / threshold <= MAX_RELATIVE_SCORE_ERROR),
+    }
