@@ -60,6 +60,7 @@ def export_checkpoint(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the station's service user must read it
     try:
         meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress)
         _replace(work, out)
