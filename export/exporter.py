@@ -41,6 +41,7 @@ def export_checkpoint(
     threshold_from: str = "auto",
     force: bool = False,
     progress: Callable[[str], None] = _say,
+    max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
 ) -> dict:
     """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure."""
     out = Path(out)
@@ -62,7 +63,7 @@ def export_checkpoint(
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the station's service user must read it
     try:
-        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress)
+        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error)
         _replace(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -82,7 +83,7 @@ def _replace(work: Path, out: Path) -> None:
         work.rename(out)
 
 
-def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress) -> dict:
+def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress, max_score_error: float) -> dict:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     export_ir(checkpoint, work)
@@ -105,8 +106,8 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, threshold * 1e-6)
         settled = verify.settle_tie(threshold, scores.reference, tolerance) if samples else None
         if settled is not None:
-            meta["threshold"].update(value=settled, checkpoint_value=threshold, note="equals a calibration image's score; moved to the midpoint below it so rounding cannot decide that image")
-            progress(f"checkpoint threshold {threshold:.4f} equals a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
+            meta["threshold"].update(value=settled, checkpoint_value=threshold, note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
+            progress(f"checkpoint threshold {threshold:.4f} sits on a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
     elif labels.any():
         value, f1 = calibration.f1_threshold(scores.exported, labels)
         meta["threshold"] = {"value": value, "source": "calibration-f1", "f1": f1, "normal_images": int((~labels).sum()), "anomalous_images": int(labels.sum()), "rule": "anomalous if score > value"}
@@ -119,7 +120,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
 
     # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
     reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold
-    result = verify.report(scores, threshold, reference_threshold, inclusive_reference=use_checkpoint_threshold)
+    result = verify.report(scores, threshold, reference_threshold, use_checkpoint_threshold, max_score_error)
     meta["verification"] = result
     progress(
         f"verification on {result['frames']} frames: max |Δscore| {result['max_abs_score_delta']:.5f} "
@@ -130,7 +131,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         raise InspectdError(
             f"{checkpoint.path}: export verification failed: {result['verdict_flips']} verdict flips "
             f"({', '.join(result['flipped_frames'][:3])}), max score error {result['max_relative_score_error'] * 100:.2f}% "
-            f"of the threshold (limit {verify.MAX_RELATIVE_SCORE_ERROR * 100:.0f}%); nothing was written"
+            f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
     _write(work, meta)
     return meta

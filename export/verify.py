@@ -86,19 +86,21 @@ def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> flo
 
     anomalib's F1-adaptive threshold is one of its validation images' scores, and anomalib
     rejects at ``score >= threshold``: that image's verdict then hangs on the last bit of
-    floating point, in any runtime. inspectd rejects at ``score > threshold``, so the
-    threshold is moved down to the midpoint between the tied score and the next lower one:
-    every verification image keeps anomalib's verdict, none sits on the edge. Returns None
-    when nothing ties.
+    floating point, in any runtime. inspectd rejects at ``score > threshold``, so when a
+    reference score lies within ``tolerance`` of the threshold, the threshold moves to the
+    middle of the gap between the highest score anomalib passes and the lowest it rejects:
+    every verification image keeps anomalib's verdict and none sits on the edge.
+    Returns None when no score is that close.
     """
-    tied = reference[np.abs(reference - threshold) <= tolerance]
-    if tied.size == 0:
+    if not np.any(np.abs(reference - threshold) <= tolerance):
         return None
-    below = reference[reference < tied.min()]
-    return float((below.max() + tied.min()) / 2.0) if below.size else float(tied.min() - tolerance)
+    passed, rejected = reference[reference < threshold], reference[reference >= threshold]
+    low = passed.max() if passed.size else rejected.min() - 2 * tolerance
+    high = rejected.min() if rejected.size else passed.max() + 2 * tolerance
+    return float((low + high) / 2.0)
 
 
-def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool) -> dict:
+def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool, max_score_error: float) -> dict:
     """The figures stored in inspectd.json and printed by export."""
     reference_verdict = scores.reference >= reference_threshold if inclusive_reference else scores.reference > reference_threshold
     flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported > threshold) if a != b]
@@ -113,5 +115,6 @@ def report(scores: Scores, threshold: float, reference_threshold: float, inclusi
         "flipped_frames": flipped,
         "min_map_correlation": float(scores.map_correlation.min()),
         "max_map_delta_relative": float(scores.map_max_delta.max() / threshold),
-        "passed": bool(not flipped and delta.max() / threshold <= MAX_RELATIVE_SCORE_ERROR),
+        "max_relative_score_error_allowed": max_score_error,
+        "passed": bool(not flipped and delta.max() / threshold <= max_score_error),
     }
