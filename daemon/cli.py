@@ -21,13 +21,14 @@ def _infer(args: argparse.Namespace) -> int:
     if args.heatmap_dir:
         Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
+    heatmap_names: set[str] = set()
     for image in args.images:
         try:
             frame = read_image(image)
             result = model.infer(frame, image)
             heatmap = None
             if args.heatmap_dir:
-                heatmap = Path(args.heatmap_dir) / f"{Path(image).stem}_heatmap.png"
+                heatmap = Path(args.heatmap_dir) / _heatmap_name(Path(image), heatmap_names)
                 write_png(heatmap, overlay(frame, result))
         except InspectdError as exc:
             failures += 1
@@ -45,6 +46,17 @@ def _infer(args: argparse.Namespace) -> int:
         else:
             print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
     return 1 if failures else 0
+
+
+def _heatmap_name(image: Path, used: set[str]) -> str:
+    """<folder>_<name>_heatmap.png: test/good/000.png and test/stain/000.png must not overwrite each other."""
+    stem = f"{image.parent.name}_{image.stem}" if image.parent.name else image.stem
+    name, number = f"{stem}_heatmap.png", 1
+    while name in used:
+        number += 1
+        name = f"{stem}_{number}_heatmap.png"
+    used.add(name)
+    return name
 
 
 def _export(args: argparse.Namespace) -> int:

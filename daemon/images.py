@@ -9,6 +9,9 @@ import numpy as np
 
 from .errors import InspectdError
 
+# OpenCV prints its own decoder complaints to stderr; inspectd reports a bad file in one line of its own.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

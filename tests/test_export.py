@@ -1,0 +1,195 @@
+"""Export -> model folder -> infer, against plain anomalib checkpoints and real images."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import needs_export, run_cli, train_plain_anomalib
+
+pytestmark = needs_export
+
+
+def torch_scores(checkpoint: Path, images: list[Path]) -> np.ndarray:
+    """anomalib's own pipeline, loaded with anomalib's own loader: the independent reference."""
+    import torch
+    from anomalib.data.utils.image import read_image
+    from anomalib.models import Padim
+
+    module = Padim.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    scores = []
+    with torch.no_grad():
+        for path in images:
+            batch = module.pre_processor.transform(read_image(path, as_tensor=True).unsqueeze(0))
+            scores.append(float(module.model(batch).pred_score.reshape(-1)[0]))
+    return np.array(scores)
+
+
+def infer_json(model: Path, images: list[Path]) -> list[dict]:
+    result = run_cli("infer", model, *images, "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_plain_anomalib_cookie_checkpoint_matches_torch(cookie_checkpoint, cookie_model, cookie):
+    meta = json.loads((cookie_model / "inspectd.json").read_text())
+    verification = meta["verification"]
+    assert verification["passed"] and verification["verdict_flips"] == 0
+    assert verification["frames"] == 46
+    assert verification["max_relative_score_error"] <= 0.01
+    assert verification["min_map_correlation"] > 0.999
+
+    images = sorted((cookie / "test").glob("*/*.jpg"))
+    records = infer_json(cookie_model, images)
+    reference = torch_scores(cookie_checkpoint, images)
+    scores = np.array([r["score"] for r in records])
+    threshold = meta["threshold"]["value"]
+    assert np.abs(scores - reference).max() / threshold <= 0.01
+    # anomalib's verdict (score >= its threshold) is the one to keep
+    checkpoint_threshold = meta["threshold"].get("checkpoint_value", threshold)
+    assert [r["anomalous"] for r in records] == list(reference >= checkpoint_threshold)
+    assert {r["image"] for r in records} == {str(p) for p in images}
+    assert all(r["latency_ms"] > 0 and r["threshold"] == pytest.approx(threshold) for r in records)
+
+
+def test_non_square_and_large_frames_match_torch(circuitboard_checkpoint, circuitboard, tmp_path):
+    """1000x667 (the circuitboard as shot) and 2000x1334: where anomalib's own export goes wrong."""
+    import cv2
+
+    from inspectd.export.exporter import export_checkpoint
+
+    calibration = tmp_path / "calibration"
+    for kind in ("good", "anomaly"):
+        (calibration / kind).mkdir(parents=True)
+        for path in sorted((circuitboard / "test" / kind).glob("*.jpg"))[:8]:
+            image = cv2.imread(str(path))
+            assert image.shape[:2] == (667, 1000)
+            cv2.imwrite(str(calibration / kind / f"{path.stem}.png"), image)
+            cv2.imwrite(str(calibration / kind / f"{path.stem}_2x.png"), cv2.resize(image, (2000, 1334), interpolation=cv2.INTER_CUBIC))
+    meta = export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=calibration, threshold_from="calibration")
+    assert meta["verification"]["verdict_flips"] == 0
+    assert meta["verification"]["max_relative_score_error"] <= 0.01
+
+    images = sorted(calibration.glob("*/*.png"))
+    records = infer_json(tmp_path / "model", images)
+    reference = torch_scores(circuitboard_checkpoint, images)
+    scores = np.array([r["score"] for r in records])
+    assert np.abs(scores - reference).max() / meta["threshold"]["value"] <= 0.01
+
+
+def test_circuitboard_test_images_no_flips(circuitboard_checkpoint, circuitboard, tmp_path):
+    from inspectd.export.exporter import export_checkpoint
+
+    meta = export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=circuitboard / "test")
+    assert meta["verification"]["frames"] == 70
+    assert meta["verification"]["verdict_flips"] == 0
+    assert meta["verification"]["max_relative_score_error"] <= 0.01
+
+
+def test_nan_threshold_needs_calibration(cookie, tmp_path):
+    """A model that was never validated: anomalib stores a NaN threshold; export must not ship it."""
+    checkpoint = train_plain_anomalib(cookie, tmp_path / "ckpt", [], validate=False)
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert math.isnan(float(state["post_processor._image_threshold"]))
+
+    result = run_cli("export", checkpoint, "--out", tmp_path / "no_calibration")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert "nan" in lines[-1].lower() and "--calibration" in lines[-1]
+    assert not (tmp_path / "no_calibration").exists()
+
+    normal_only = tmp_path / "normal_only"
+    normal_only.mkdir()
+    for path in sorted((cookie / "test" / "good").glob("*.jpg")):
+        (normal_only / path.name).symlink_to(path)
+    result = run_cli("export", checkpoint, "--out", tmp_path / "quantile", "--calibration", normal_only)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "quantile" / "inspectd.json").read_text())
+    assert meta["threshold"]["source"] == "calibration-quantile"
+    normal = meta["normal_scores"]
+    assert normal["count"] == 14 and normal["p95"] <= meta["threshold"]["value"] <= normal["max"]
+
+    result = run_cli("export", checkpoint, "--out", tmp_path / "f1", "--calibration", cookie / "test")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "f1" / "inspectd.json").read_text())
+    assert meta["threshold"]["source"] == "calibration-f1"
+    assert meta["threshold"]["normal_images"] == 14 and meta["threshold"]["anomalous_images"] == 32
+    assert 0.0 < meta["threshold"]["f1"] <= 1.0
+
+
+def test_lite0_offline_cookie_auroc(cookie, tmp_path):
+    """inspectd train with the offline Lite0 backbone; AUROC from `inspectd infer` scores."""
+    from inspectd.export.calibration import image_auroc
+
+    result = run_cli("train", cookie, "--out", tmp_path / "run", "--backbone", "tf_efficientnet_lite0", "--weights", "offline")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "model.ckpt").is_file()
+    images = sorted((cookie / "test").glob("*/*.jpg"))
+    records = infer_json(tmp_path / "run" / "model", images)
+    scores = np.array([r["score"] for r in records])
+    labels = np.array([p.parent.name != "good" for p in images])
+    auroc = image_auroc(scores, labels)
+    print(f"lite0 offline cookie image AUROC {auroc:.4f}")
+    assert auroc >= 0.95
+
+
+def test_mobilenetv2_offline_weights_load_strictly():
+    import timm
+
+    from inspectd.export.weights import load_into, offline_state_dict
+
+    features = timm.create_model("mobilenetv2_100", pretrained=False, features_only=True, exportable=True)
+    before = features.state_dict()["conv_stem.weight"].clone()
+    load_into(features, offline_state_dict("mobilenetv2_100"), "mobilenetv2 offline")
+    assert not np.allclose(before.numpy(), features.state_dict()["conv_stem.weight"].numpy())
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated", "other_model", "not_a_checkpoint"])
+def test_bad_checkpoints(problem, cookie_checkpoint, tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "model.ckpt"
+    if problem == "truncated":
+        checkpoint.write_bytes(cookie_checkpoint.read_bytes()[:100_000])
+    elif problem == "other_model":
+        from anomalib.models import Stfpm
+
+        other = Stfpm(backbone="resnet18", layers=["layer1", "layer2"])
+        torch.save({"state_dict": other.state_dict(), "hyper_parameters": {"backbone": "resnet18", "layers": ["layer1", "layer2"]}}, checkpoint)
+    elif problem == "not_a_checkpoint":
+        checkpoint.write_text("hello")
+    result = run_cli("export", checkpoint, "--out", tmp_path / "out", "--calibration", tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("inspectd: ") and str(checkpoint) in lines[0], result.stderr
+    expected = {"missing": "not found", "truncated": "not a readable", "other_model": "not a PaDiM", "not_a_checkpoint": "not a readable"}
+    assert expected[problem] in lines[0]
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_failed_verification_leaves_nothing(cookie_checkpoint, cookie, tmp_path):
+    """Nothing half-written in --out: a verification that fails removes the partial folder.
+
+    With no score error allowed at all, the FP16 weights alone fail it.
+    """
+    from inspectd.daemon.errors import InspectdError
+    from inspectd.export.exporter import export_checkpoint
+
+    with pytest.raises(InspectdError, match="verification failed"):
+        export_checkpoint(cookie_checkpoint, tmp_path / "out", calibration_dir=cookie / "test" / "good", max_score_error=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_rejects_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("train", tmp_path / "empty", "--out", tmp_path / "out", "--weights", "random", "--backbone", "resnet18")
+    assert result.returncode == 2
+    assert "holds 0 images" in result.stderr and str(tmp_path / "empty") in result.stderr
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [tmp_path / "empty"]
