@@ -4,13 +4,18 @@
 # built in a temp dir next to it and renamed into place, so a half-built root never counts.
 #
 #   .ci/nspawn-root.sh [ROOT]     default ROOT: /var/cache/inspectd-ci/bookworm-root
-#   env: DEBIAN_MIRROR (default http://deb.debian.org/debian), INSPECTD_NSPAWN_REBUILD=1
+#   env: DEBIAN_MIRROR (default: the first Debian URI in this host's apt sources), INSPECTD_NSPAWN_REBUILD=1
 #
 # Host needs (installed here with apt-get if missing): debootstrap, systemd-container.
 set -euo pipefail
 
 ROOT=${1:-${INSPECTD_NSPAWN_ROOT:-/var/cache/inspectd-ci/bookworm-root}}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+host_mirror() {
+    # The mirror this host's apt already uses (deb822 "URIs:" or one-line "deb URI suite").
+    cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+        awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit} /^deb / && $3 == "bookworm" {print $2; exit}'
+}
+MIRROR=${DEBIAN_MIRROR:-$(host_mirror)}
 STAMP=.inspectd-root-complete
 # Bump when the package list or the tweaks below change, so caches rebuild.
 VERSION=2
@@ -41,6 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+[[ -n $MIRROR ]] || { echo "nspawn-root: no Debian mirror in /etc/apt/sources*; set DEBIAN_MIRROR" >&2; exit 1; }
 start=$(date +%s)
 echo "nspawn-root: debootstrap bookworm into $tmp (mirror $MIRROR)"
 debootstrap --variant=minbase --include="$INCLUDE" bookworm "$tmp" "$MIRROR"
