@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import InspectdError
 
 DEMO_MODEL = "models/demo-mug"
+DEFAULT_CONFIG = "/etc/inspectd/inspectd.toml"
 
 
 def _infer(args: argparse.Namespace) -> int:
@@ -46,6 +47,36 @@ def _infer(args: argparse.Namespace) -> int:
         else:
             print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
     return 1 if failures else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load
+    from .station import Station
+
+    config = load(args.config)
+    return Station(config, config_path=args.config, frames=args.frames).run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .config import load
+    from .station import build_brain
+
+    config = load(args.config)
+    brain = build_brain(config, [], lambda message: None)
+    for output in brain.outputs:
+        output.close()
+    folder = brain.model.folder
+    print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
+          f"({folder.metadata['model']['backbone']}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
+          f"threshold {brain.decision.threshold:.4f}, model.bin sha256 {brain.model.model_id[:12]})")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    print(report())
+    return 0
 
 
 def _heatmap_name(image: Path, used: set[str]) -> str:
@@ -131,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
     train.set_defaults(run=_train)
+
+    run = commands.add_parser("run", help="the station daemon: capture, inspect, decide, report (systemd service)")
+    run.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE", help=f"default {DEFAULT_CONFIG}")
+    run.add_argument("--frames", type=int, metavar="N", help="stop after N verdicts (a directory replay stops at its end anyway)")
+    run.set_defaults(run=_run)
+
+    check = commands.add_parser("check", help="validate the configuration and the model folder, then exit")
+    check.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE")
+    check.set_defaults(run=_check)
+
+    doctor = commands.add_parser("doctor", help="list what this machine offers: GPIO chips and lines, cameras, OpenVINO devices, journal")
+    doctor.set_defaults(run=_doctor)
 
     demo_data = commands.add_parser("demo-data", help="write the synthetic demo station dataset (MVTec layout)")
     demo_data.add_argument("out", metavar="DIR")

@@ -47,9 +47,9 @@ def export_checkpoint(
     out = Path(out)
     if out.exists() and not force:
         raise InspectdError(f"{out}: already exists; choose another --out or pass --force to replace it")
-    samples = calibration.collect(calibration_dir) if calibration_dir else []
     progress(f"loading {checkpoint_path}")
     checkpoint = load_checkpoint(checkpoint_path, input_size)
+    samples = calibration.collect(calibration_dir) if calibration_dir else []
     if threshold_from == "checkpoint" and checkpoint.threshold is None:
         raise InspectdError(f"{checkpoint_path}: {checkpoint.threshold_problem}; drop --threshold-from checkpoint and pass --calibration DIR")
     use_checkpoint_threshold = checkpoint.threshold is not None and threshold_from != "calibration"

@@ -131,7 +131,9 @@ def _fit(model, folder_args: dict, work: Path) -> None:
     from anomalib.engine import Engine
 
     datamodule = Folder(name="inspectd", train_batch_size=8, eval_batch_size=8, num_workers=0, seed=0, **folder_args)
-    engine = Engine(accelerator="cpu", devices=1, default_root_dir=work / "engine", logger=False)
+    # A plain folder of good images has nothing to validate on; inspectd calibrates on the held-out ones.
+    no_validation = {"limit_val_batches": 0} if folder_args.get("val_split_mode") == "none" else {}
+    engine = Engine(accelerator="cpu", devices=1, default_root_dir=work / "engine", logger=False, **no_validation)
     _say(f"fitting PaDiM on {folder_args['root']}")
     engine.fit(model=model, datamodule=datamodule)
     engine.trainer.save_checkpoint(work / "model.ckpt")

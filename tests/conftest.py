@@ -39,7 +39,8 @@ def train_plain_anomalib(data: Path, out: Path, abnormal: list[str], validate: b
     args = {"normal_test_dir": "test/good", "abnormal_dir": abnormal} if validate else {"test_split_mode": "none", "val_split_mode": "none"}
     datamodule = Folder(name=data.name, root=data, normal_dir="train/good", train_batch_size=8, eval_batch_size=8, num_workers=0, seed=0, **args)
     model = Padim(backbone="resnet18", layers=["layer1", "layer2", "layer3"], pre_trained=False)
-    engine = Engine(accelerator="cpu", devices=1, default_root_dir=out / "engine", logger=False, enable_progress_bar=False)
+    no_validation = {} if validate else {"limit_val_batches": 0}
+    engine = Engine(accelerator="cpu", devices=1, default_root_dir=out / "engine", logger=False, enable_progress_bar=False, **no_validation)
     engine.fit(model=model, datamodule=datamodule)
     checkpoint = out / "model.ckpt"
     engine.trainer.save_checkpoint(checkpoint)
