@@ -34,7 +34,8 @@ def report() -> str:
         if not chips:
             lines.append("gpio: no /dev/gpiochip* devices")
         for chip in chips:
-            named = ", ".join(f"{offset}:{name}" for offset, name, *_ in chip.lines if name)
+            named = ", ".join(f"{line.offset}:{line.name}" + (f" (used by {line.consumer or 'kernel'})" if line.used else "")
+                              for line in chip.lines if line.name)
             lines.append(f"gpio: {chip.path} ({chip.name}, label '{chip.label}'): {named or f'{len(chip.lines)} unnamed lines'}")
     except Exception as exc:
         lines.append(f"gpio: not usable ({str(exc).splitlines()[0]})")

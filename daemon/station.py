@@ -86,22 +86,22 @@ def build_hardware(config: Config) -> Hardware:
         if config.gpio is not None:
             from .gpio import open_backend
 
-            hardware.gpio = open_backend(config.gpio.chip)
+            hardware.gpio = open_backend(config.gpio.chip)  # errors name gpio.chip
             if config.gpio.reject.line:
                 from .outputs.gpio_reject import RejectPulse
 
-                line = hardware.gpio.output(_line(config.gpio.reject.line), active_low=config.gpio.reject.active_low, consumer="inspectd-reject")
+                line = hardware.gpio.output(_line(config.gpio.reject.line), active_low=config.gpio.reject.active_low, consumer="inspectd-reject", key="gpio.reject.line")
                 hardware.reject = RejectPulse(line, config.gpio.reject.pulse_ms)
             if config.gpio.ready.line:
                 from .heartbeat import Heartbeat
 
-                line = hardware.gpio.output(_line(config.gpio.ready.line), active_low=config.gpio.ready.active_low, consumer="inspectd-ready")
+                line = hardware.gpio.output(_line(config.gpio.ready.line), active_low=config.gpio.ready.active_low, consumer="inspectd-ready", key="gpio.ready.line")
                 hardware.heartbeat = Heartbeat(line, config.gpio.ready.period_ms)
         trigger = config.trigger
         if trigger.kind == "gpio":
             from .triggers.gpio_trigger import GpioTrigger
 
-            line = hardware.gpio.input(_line(trigger.line), active_low=trigger.active_low, bias=trigger.bias)
+            line = hardware.gpio.input(_line(trigger.line), active_low=trigger.active_low, bias=trigger.bias, key="trigger.line")
             hardware.trigger = GpioTrigger(line, trigger.debounce_ms)
         elif trigger.kind == "interval":
             from .triggers.interval import IntervalTrigger
@@ -163,11 +163,12 @@ class Capturer(threading.Thread):
 
     def _hand_over(self, item) -> None:
         while not self.stopping.is_set():
+            self.alive_at = time.monotonic()  # waiting for the main loop is not hanging
             try:
                 self.items.put(item, timeout=QUEUE_POLL_S)
                 return
-            finally:
-                self.alive_at = time.monotonic()  # waiting for the main loop is not hanging
+            except queue.Full:
+                continue
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -243,6 +244,8 @@ class Station:
                     kind, payload = capturer.items.get(timeout=QUEUE_POLL_S)
                 except queue.Empty:
                     kind, payload = None, None
+                    if not capturer.is_alive():
+                        raise InspectdError("the capture thread died unexpectedly (see the traceback above); restarting is up to systemd", exit_code=1)
                 self._tick(capturer)
                 if kind == "frame":
                     self._inspect(payload)

@@ -1,0 +1,106 @@
+"""GPIO lines for the line's PLC: the reject pulse, the ready heartbeat, the part-present input.
+
+A device (``RejectPulse``, ``Heartbeat``, ``GpioTrigger``) is a small class over one line
+taken from a swappable backend, as in gpiozero: ``"memory"`` is a complete in-memory
+implementation for tests and dry runs, anything else is a libgpiod v2 chip (a name such as
+``gpiochip0``, a path such as ``/dev/gpiochip0``, or a label such as ``pinctrl-rp1``, the
+Raspberry Pi 5 header chip, whose number depends on the kernel).
+
+Callers always speak "active"/"inactive": the backend applies ``active_low``. Lines are
+named by line name (``"GPIO17"``) or offset (``17`` or ``"17"``).
+
+    >>> gpio = open_backend("memory")
+    >>> reject = gpio.output("GPIO17", active_low=True, consumer="inspectd-reject")
+    >>> reject.set(True)
+    >>> gpio.level("GPIO17"), gpio.physical("GPIO17")    # active, electrically low
+    (True, False)
+    >>> gpio.close()                                      # every line back to inactive
+    >>> gpio.level("GPIO17")
+    False
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..errors import InspectdError
+
+BIASES = ("disabled", "pull-up", "pull-down", "as-is")
+
+
+@runtime_checkable
+class OutputLine(Protocol):
+    def set(self, active: bool) -> None:
+        """Drive the line active or inactive (the backend applies active-low)."""
+
+    def close(self) -> None:
+        """Drive the line inactive (its safe state), then release it. Idempotent."""
+
+
+@runtime_checkable
+class InputLine(Protocol):
+    def wait_edge(self, timeout_s: float) -> float | None:
+        """The time.monotonic() timestamp of the next edge to ACTIVE, or None after timeout_s.
+
+        Edges are queued from the moment the line is requested, so none is lost while the
+        caller is busy; they come back oldest first.
+        """
+
+    def close(self) -> None:
+        """Release the line; a wait_edge blocked in another thread returns None. Idempotent."""
+
+
+@runtime_checkable
+class GpioBackend(Protocol):
+    def output(self, line: str | int, *, active_low: bool = False, consumer: str = "inspectd", key: str | None = None) -> OutputLine:
+        """Request ``line`` as an output, driven inactive from the start.
+
+        ``key`` is the configuration key that named the line, used in error messages.
+        """
+
+    def input(
+        self, line: str | int, *, active_low: bool = False, bias: str = "as-is", consumer: str = "inspectd", key: str | None = None
+    ) -> InputLine:
+        """Request ``line`` as an input with edge detection; bias: disabled | pull-up | pull-down | as-is."""
+
+    def close(self) -> None:
+        """Close every line this backend handed out (outputs go inactive) and the chip."""
+
+
+def open_backend(chip: str, *, key: str = "gpio.chip") -> GpioBackend:
+    """``"memory"``: a new MemoryGpio; anything else: the libgpiod v2 chip of that name, path or label."""
+    if chip == "memory":
+        from .memory_lines import MemoryGpio
+
+        return MemoryGpio()
+    from .gpiod_lines import GpiodBackend
+
+    return GpiodBackend(chip, key=key)
+
+
+def line_id(line: str | int, key: str | None) -> str | int:
+    """Validate a line name or offset; a string of digits is an offset."""
+    if isinstance(line, bool) or not isinstance(line, (str, int)):
+        raise InspectdError(f"{key or 'gpio line'}: {line!r} is not a line name or offset; use a name like \"GPIO17\" or an offset like 17")
+    if isinstance(line, str):
+        line = line.strip()
+        if line.isdigit():
+            return int(line)
+        if not line:
+            raise InspectdError(f"{key or 'gpio line'}: empty line name; use a name like \"GPIO17\" or an offset like 17")
+    elif line < 0:
+        raise InspectdError(f"{key or 'gpio line'}: offset {line} is negative; offsets count from 0 (`inspectd doctor` lists the lines)")
+    return line
+
+
+def check_bias(bias: str, key: str | None) -> str:
+    """``key`` names the line ("trigger.line"); the bias is its sibling key ("trigger.bias")."""
+    if bias not in BIASES:
+        where = f"{key.rsplit('.', 1)[0]}.bias" if key else "bias"
+        raise InspectdError(f"{where}: {bias!r} is not a bias; use one of {', '.join(BIASES)}")
+    return bias
+
+
+def describe(line: str | int, key: str | None) -> str:
+    """How an error message starts: the config key when known, else the line."""
+    return key if key else f"gpio line {line!r}"

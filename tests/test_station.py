@@ -1,0 +1,264 @@
+"""The station loop with real parts: the demo model, demo images, a directory source, an
+in-memory output, a real sd_notify socket, and the daemon as a real process for signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from inspectd.daemon.config import load
+from inspectd.daemon.outputs.memory import MemoryOutput
+from inspectd.daemon.station import Station
+from inspectd.daemon.synthetic import generate_station_dataset
+
+
+@pytest.fixture(scope="module")
+def station_images(tmp_path_factory) -> Path:
+    return generate_station_dataset(tmp_path_factory.mktemp("mugs"), n_train=0, n_test_good=5, n_test_per_size=3)
+
+
+def write_config(path: Path, demo_model: Path, source: str, extra: str = "") -> Path:
+    path.write_text(f"""
+[model]
+path = "{demo_model}"
+[source]
+{source}
+[archive]
+path = "{path.parent / 'archive'}"
+{extra}
+""")
+    return path
+
+
+def replay(tmp_path, demo_model, folder, extra="", **station_args) -> tuple[MemoryOutput, int]:
+    config = load(write_config(tmp_path / "inspectd.toml", demo_model, f'kind = "directory"\npath = "{folder}"', extra))
+    memory = MemoryOutput()
+    code = Station(config, extra_outputs=[memory], **station_args).run()
+    return memory, code
+
+
+def test_replay_gives_one_verdict_per_image_same_as_infer(demo_model, station_images, tmp_path):
+    folder = tmp_path / "all"
+    folder.mkdir()
+    for path in sorted((station_images / "test").glob("*/*.png")):
+        (folder / f"{path.parent.name}_{path.name}").symlink_to(path)
+    memory, code = replay(tmp_path, demo_model, folder)
+    assert code == 0
+    images = sorted(folder.iterdir())
+    assert [v.source for v in memory.verdicts] == [p.name for p in images]
+    assert [v.frame for v in memory.verdicts] == list(range(1, len(images) + 1))
+    infer = run_cli("infer", demo_model, *images, "--json")
+    expected = [json.loads(line) for line in infer.stdout.splitlines()]
+    assert [v.verdict for v in memory.verdicts] == [r["verdict"] for r in expected]
+    assert [round(v.score, 3) for v in memory.verdicts] == [round(r["score"], 3) for r in expected]
+    kinds = [kind for kind, _, _ in memory.events]
+    assert kinds[0] == "start" and kinds[-1] == "stop" and "fault" not in kinds
+    rejects = [v for v in memory.verdicts if v.rejected]
+    assert rejects and all(v.archived is not None and v.archived.is_file() for v in rejects)
+    assert all(v.archived is None for v in memory.verdicts if not v.rejected)
+
+
+def test_frames_limit_and_loop_mode(demo_model, station_images, tmp_path):
+    config = load(write_config(tmp_path / "c.toml", demo_model, f'kind = "directory"\npath = "{station_images / "test" / "good"}"\nmode = "loop"'))
+    memory = MemoryOutput()
+    assert Station(config, frames=12, extra_outputs=[memory]).run() == 0
+    assert len(memory.verdicts) == 12  # 5 images, looped
+    assert [v.source for v in memory.verdicts[:6]] == [f"{i:03d}.png" for i in range(5)] + ["000.png"]
+
+
+def test_threshold_override_and_min_area(demo_model, station_images, tmp_path):
+    small = station_images / "test" / "stain_small"
+    memory, _ = replay(tmp_path, demo_model, small)
+    assert all(v.rejected for v in memory.verdicts)
+    memory, _ = replay(tmp_path, demo_model, small, extra="[decision]\nmin_defect_area = 1000000")
+    assert not any(v.rejected for v in memory.verdicts) and all(v.defect_area < 1000000 for v in memory.verdicts)
+    config_text = (tmp_path / "inspectd.toml").read_text().replace("[model]\n", "[model]\nthreshold = 100000.0\n")
+    (tmp_path / "inspectd.toml").write_text(config_text.replace("[decision]\nmin_defect_area = 1000000", ""))
+    memory = MemoryOutput()
+    Station(load(tmp_path / "inspectd.toml"), extra_outputs=[memory]).run()
+    assert not any(v.rejected for v in memory.verdicts) and all(v.threshold == 100000.0 for v in memory.verdicts)
+
+
+def test_unreadable_file_is_a_fault_not_a_verdict(demo_model, station_images, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.png").symlink_to(station_images / "test" / "good" / "000.png")
+    (folder / "b.png").write_bytes(b"not an image")
+    (folder / "c.png").symlink_to(station_images / "test" / "stain_large" / "000.png")
+    memory, code = replay(tmp_path, demo_model, folder)
+    assert code == 0
+    assert [v.source for v in memory.verdicts] == ["a.png", "c.png"]
+    faults = [message for kind, message, _ in memory.events if kind == "fault"]
+    assert len(faults) == 1 and "b.png" in faults[0]
+
+
+def test_gpio_reject_pulse_and_ready_line_in_memory(demo_model, station_images, tmp_path):
+    """The full loop drives the reject and ready lines (in-memory GPIO backend)."""
+    folder = station_images / "test" / "stain_large"
+    config = load(write_config(tmp_path / "g.toml", demo_model, f'kind = "directory"\npath = "{folder}"\nmode = "loop"',
+                               '[gpio]\nchip = "memory"\n[gpio.reject]\nline = "GPIO17"\npulse_ms = 30\n[gpio.ready]\nline = "GPIO27"\nperiod_ms = 100'))
+    memory = MemoryOutput()
+    station = Station(config, extra_outputs=[memory])
+    gpio = station.hardware.gpio
+    runner = threading.Thread(target=station.run)
+    runner.start()
+    assert memory.wait_for(lambda m: len(m.verdicts) >= 3)
+    time.sleep(0.5)  # let the ready line toggle a few times
+    station.request_stop()
+    runner.join(timeout=30)
+    reject = gpio.history("GPIO17")
+    assert any(active for _, active in reject) and reject[-1][1] is False  # pulsed, released inactive
+    ready = [active for _, active in gpio.history("GPIO27")]
+    assert ready.count(True) >= 2 and ready[-1] is False
+
+
+def test_config_errors_exit_78_with_one_line(demo_model, tmp_path):
+    cases = {
+        "unknown key": ('[model]\npath = "x"\nfoo = 1\n', "unknown key 'model.foo'"),
+        "wrong type": (f'[model]\npath = "{demo_model}"\n[trigger]\ninterval_ms = "fast"\n', "'trigger.interval_ms' must be a number"),
+        "bad choice": (f'[model]\npath = "{demo_model}"\n[source]\nkind = "webcam"\n', "'source.kind' is 'webcam'"),
+        "missing model": ('[model]\npath = "/nowhere/model"\n[source]\nkind = "directory"\npath = "/tmp"\n', "model.path"),
+        "bad toml": ("[model\n", "not valid TOML"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.toml"
+        path.write_text(text)
+        for command in ("check", "run"):
+            result = run_cli(command, "--config", path)
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 78, (name, command, result.stderr)
+            assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], (name, lines)
+    assert run_cli("check", "--config", tmp_path / "absent.toml").returncode == 78
+
+
+class NotifySocket:
+    """A real sd_notify receiver: a unix datagram socket, like systemd's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(self.path)
+        self.socket.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data = self.socket.recv(4096)
+            except socket.timeout:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for at, message in list(self.messages):
+                if text in message:
+                    return at
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} within {timeout_s} s; got {[m for _, m in self.messages][-5:]}")
+
+    def pings(self) -> list[float]:
+        return [at for at, message in self.messages if "WATCHDOG=1" in message]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.socket.close()
+
+
+def start_daemon(config: Path, notify: NotifySocket, watchdog_usec: int) -> subprocess.Popen:
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC=str(watchdog_usec))
+    return subprocess.Popen([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(config)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sd_notify_ready_watchdog_status_stopping(demo_model, station_images, tmp_path):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    config = write_config(tmp_path / "n.toml", demo_model, f'kind = "directory"\npath = "{station_images / "test" / "good"}"\nmode = "loop"')
+    watchdog_usec = 2_000_000
+    daemon = start_daemon(config, notify, watchdog_usec)
+    try:
+        notify.wait_for("READY=1")
+        ready = next(message for _, message in notify.messages if "READY=1" in message)
+        assert "STATUS=inspecting" in ready and " 1 frames" in ready  # READY only after the first verdict
+        time.sleep(3.0)
+        notify.wait_for("STATUS=inspecting")
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+        notify.close()
+    assert daemon.returncode == 0, stderr
+    notify.wait_for("STOPPING=1", 1)
+    pings = notify.pings()
+    assert len(pings) >= 4
+    intervals = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(intervals) <= watchdog_usec / 2e6, intervals
+    assert "stopped (stopped)" in stderr or "stopped" in stderr.splitlines()[-1]
+
+
+def test_watchdog_pings_stop_when_the_source_hangs(demo_model, station_images, tmp_path):
+    """A FIFO with no writer blocks the reader forever: a real hung source."""
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    notify = NotifySocket(tmp_path / "notify.sock")
+    config = write_config(tmp_path / "h.toml", demo_model, f'kind = "directory"\npath = "{watched}"\nmode = "watch"')
+    daemon = start_daemon(config, notify, 2_000_000)
+    try:
+        time.sleep(1.0)
+        (watched / "a.png").symlink_to(station_images / "test" / "good" / "000.png")
+        notify.wait_for("READY=1")
+        os.mkfifo(watched / "hang.png")
+        time.sleep(0.5)
+        hung_at = time.monotonic()
+        time.sleep(3.0)
+        last_ping = notify.pings()[-1]
+        assert daemon.poll() is None  # still running: systemd's watchdog is what kills it
+        assert time.monotonic() - last_ping > 1.5, "pings went on while the source was hung"
+        assert last_ping < hung_at + 1.5
+    finally:
+        daemon.kill()
+        daemon.communicate()
+        notify.close()
+
+
+def test_sighup_reload_swaps_model_and_keeps_old_on_bad_config(demo_model, station_images, tmp_path):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    good = station_images / "test" / "good"
+    config = write_config(tmp_path / "r.toml", demo_model, f'kind = "directory"\npath = "{good}"\nmode = "loop"\n[trigger]\nkind = "interval"\ninterval_ms = 50')
+    daemon = start_daemon(config, notify, 0)
+    try:
+        notify.wait_for("READY=1")
+        text = config.read_text()
+        config.write_text(text.replace("[model]\n", "[model]\nthreshold = 99999.0\n"))
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2.0)
+        config.write_text(text.replace("[model]\n", "[model]\nbogus = 1\n"))
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(2.0)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+        notify.close()
+    assert daemon.returncode == 0, stderr
+    lines = stderr.splitlines()
+    reloaded = next(i for i, line in enumerate(lines) if "reloaded" in line)
+    refused = next(i for i, line in enumerate(lines) if "reload failed, keeping the running configuration" in line)
+    assert reloaded < refused and "unknown key 'model.bogus'" in lines[refused]
+    after = [line for line in lines[reloaded:] if "frame" in line and "score" in line]
+    assert after and all("<= 99999.000" in line for line in after)  # the new threshold, kept after the bad reload
