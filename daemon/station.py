@@ -120,9 +120,9 @@ def build_hardware(config: Config) -> Hardware:
 class Capturer(threading.Thread):
     """Waits for the trigger, reads frames, and hands them over; reopens a failing source with backoff."""
 
-    def __init__(self, config: Config, trigger) -> None:
+    def __init__(self, config: Config, trigger, open_source=open_source) -> None:
         super().__init__(name="capture", daemon=True)
-        self.config, self.trigger = config, trigger
+        self.config, self.trigger, self.open_source = config, trigger, open_source
         self.items: queue.Queue = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
         self.alive_at = time.monotonic()
@@ -133,7 +133,7 @@ class Capturer(threading.Thread):
             self.alive_at = time.monotonic()
             try:
                 if source is None:
-                    source = open_source(self.config.source)
+                    source = self.open_source(self.config.source)
                     if faulted:
                         self._hand_over(("restored", f"{source.name} is back"))
                     delay, faulted = 1.0, False
@@ -188,8 +188,9 @@ class Station:
     """
 
     def __init__(self, config: Config, config_path: str | Path | None = None, frames: int | None = None,
-                 extra_outputs: list[Output] = (), notifier: Notifier | None = None) -> None:
+                 extra_outputs: list[Output] = (), notifier: Notifier | None = None, open_source=open_source) -> None:
         self.config_path = config_path
+        self.open_source = open_source  # how the capture thread opens config.source (tests and benchmarks pass their own)
         self.frames_limit = frames
         self.extra_outputs = list(extra_outputs)
         self.notifier = notifier or Notifier()
@@ -232,7 +233,7 @@ class Station:
             signal.signal(signal.SIGHUP, self.request_reload)
         self._event("start", f"started: model {self.brain.model.model_id[:12]}, source {self.brain.config.source.kind}, "
                              f"trigger {self.brain.config.trigger.kind}", model=self.brain.model.model_id)
-        capturer = Capturer(self.brain.config, self.hardware.trigger)
+        capturer = Capturer(self.brain.config, self.hardware.trigger, self.open_source)
         capturer.start()
         exit_code, reason = 0, "stopped"
         try:
@@ -248,7 +249,7 @@ class Station:
                         raise InspectdError("the capture thread died unexpectedly (see the traceback above); restarting is up to systemd", exit_code=1)
                 self._tick(capturer)
                 if kind == "frame":
-                    self._inspect(payload)
+                    self.inspect(payload)
                 elif kind in ("fault", "bad_frame"):
                     self.source_down = self.source_down or kind == "fault"
                     self._event("fault", str(payload), source=self.brain.config.source.kind)
@@ -286,7 +287,7 @@ class Station:
             except queue.Empty:
                 return
             if kind == "frame" and (self.frames_limit is None or self.frame_number < self.frames_limit):
-                self._inspect(payload)
+                self.inspect(payload)
 
     def _tick(self, capturer: Capturer) -> None:
         now = time.monotonic()
@@ -310,14 +311,15 @@ class Station:
         state = "source down, retrying" if self.source_down else "inspecting"
         return f"{state}: {rate:.1f} frames/s, {self.frame_number} frames, {self.rejects} rejects{tail}"
 
-    def _inspect(self, frame) -> None:
+    def inspect(self, frame) -> Verdict | None:
+        """One station cycle for a frame in memory: infer, decide, every output. None if it could not be scored."""
         brain = self.brain
         start = time.perf_counter()
         try:
             inspection = brain.model.infer(frame.pixels, frame.name)
         except InspectdError as exc:
             self._event("fault", f"{frame.name}: {exc}")
-            return
+            return None
         verdict_text, area = brain.decision(inspection)
         self.frame_number += 1
         verdict = Verdict(
@@ -332,6 +334,7 @@ class Station:
         if not self.ready:
             self.ready = True
             self.notifier.ready(self._status_text(time.monotonic()))
+        return verdict
 
     def _event(self, kind: str, message: str, **fields: object) -> None:
         for output in self.outputs:
@@ -358,7 +361,7 @@ class Station:
         self._event("reload", f"reloaded {self.config_path}: model {brain.model.model_id[:12]}", model=brain.model.model_id)
         self.notifier.ready(self._status_text(time.monotonic()))
         if hardware_changed:
-            capturer = Capturer(config, self.hardware.trigger)
+            capturer = Capturer(config, self.hardware.trigger, self.open_source)
             capturer.start()
         return capturer
 
