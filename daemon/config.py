@@ -33,6 +33,7 @@ class ModelConfig:
     path: str = "/var/lib/inspectd/model"
     device: str = "CPU"
     threshold: float | None = None  # override of the model folder's threshold, raw score units
+    precision: str = "auto"  # auto | f32 | bf16 | f16: only precisions the export verified
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Config:
 
 
 CHOICES = {
+    "model.precision": ("auto", "f32", "bf16", "f16"),
     "source.kind": ("picamera2", "opencv", "directory"),
     "source.mode": ("once", "loop", "watch"),
     "trigger.kind": ("continuous", "interval", "gpio"),

@@ -44,10 +44,20 @@ class Inspection:
         return full
 
 
-class Model:
-    """A compiled model folder. Not thread-safe: use one per inspection loop."""
+# What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) for a precision to be worth using.
+NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
 
-    def __init__(self, folder: ModelFolder, device: str = "CPU") -> None:
+
+class Model:
+    """A compiled model folder. Not thread-safe: use one per inspection loop.
+
+    Precision: "auto" takes the fastest precision the export verified against the torch model
+    that the device runs natively (bf16 on recent x86, f16 on ARM where it verified), else
+    f32. OpenVINO's own default (f16 on ARM, bf16 on recent x86) is never used unverified:
+    PaDiM's squared distances overflow f16 on some backbones and every part would be rejected.
+    """
+
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto") -> None:
         import openvino as ov  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
@@ -68,15 +78,31 @@ class Model:
         for name in (folder.map_output, folder.score_output):
             if name not in names:
                 raise InspectdError(f"{folder.xml_path}: has no output '{name}' named in inspectd.json outputs; re-export the model folder")
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": folder.inference_precision}
+        self.precision = self._choose_precision(core, device, precision)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
         self.compiled = core.compile_model(graph, device, config)
         self.request = self.compiled.create_infer_request()
         self.map_port = self.compiled.output(folder.map_output)
         self.score_port = self.compiled.output(folder.score_output)
 
+    def _choose_precision(self, core, device: str, precision: str) -> str:
+        verified = self.folder.verified_precisions
+        if precision != "auto":
+            if precision not in verified:
+                raise InspectdError(
+                    f"model.precision '{precision}' was not verified for {self.folder.path} (verified: {', '.join(verified)}); "
+                    f"use 'auto' or one of those"
+                )
+            return precision
+        capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+        for candidate in verified:
+            if candidate == "f32" or NATIVE_SUPPORT.get(candidate) in capabilities:
+                return candidate
+        return self.folder.inference_precision
+
     @classmethod
-    def load(cls, path: str | Path, device: str = "CPU") -> Model:
-        return cls(read_model_folder(path), device)
+    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto") -> Model:
+        return cls(read_model_folder(path), device, precision)
 
     @property
     def model_id(self) -> str:

@@ -52,7 +52,8 @@ class ModelFolder:
     threshold: Threshold
     map_output: str
     score_output: str
-    inference_precision: str
+    inference_precision: str  # the safe default: what the export verified first (f32)
+    verified_precisions: tuple[str, ...]  # every precision the export verified, fastest first
     model_sha256: str
 
     @property
@@ -200,6 +201,9 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
     precision = runtime.get("inference_precision", str)
     if precision not in INFERENCE_PRECISIONS:
         runtime.fail("runtime.inference_precision", f"must be one of {', '.join(INFERENCE_PRECISIONS)}")
+    verified = runtime.get("verified_precisions", list, optional=True) or [precision]
+    if not all(p in INFERENCE_PRECISIONS for p in verified):
+        runtime.fail("runtime.verified_precisions", f"must list only {', '.join(INFERENCE_PRECISIONS)}")
 
     files = top.section("files")
     hashes = {}
@@ -222,5 +226,6 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
         map_output=map_output,
         score_output=score_output,
         inference_precision=precision,
+        verified_precisions=tuple(verified),
         model_sha256=hashes["model.bin"],
     )

@@ -64,7 +64,7 @@ def build_brain(config: Config, extra_outputs: list[Output], on_fault) -> Brain:
     from .outputs.journal import JournalOutput
 
     try:
-        model = Model.load(config.model.path, config.model.device)
+        model = Model.load(config.model.path, config.model.device, config.model.precision)
     except ConfigError:
         raise
     except InspectdError as exc:

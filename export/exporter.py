@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -133,8 +134,35 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
             f"({', '.join(result['flipped_frames'][:3])}), max score error {result['max_relative_score_error'] * 100:.2f}% "
             f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
+    meta["runtime"].update(_faster_precisions(work, scores, frames, threshold, max_score_error, progress))
     _write(work, meta)
     return meta
+
+
+def _faster_precisions(work: Path, scores, frames: list, threshold: float, max_score_error: float, progress) -> dict:
+    """Verify bf16 and f16 inference too; the runtime may use those that keep parity with margin.
+
+    Accepted: no verdict flips and at most half the score error the export allows. OpenVINO
+    on a given x86 CPU emulates or runs these precisions; ARM kernels differ in detail, which
+    the margin is for.
+    """
+    folder = read_model_folder(work)
+    checks, accepted = {}, []
+    for precision in ("bf16", "f16"):
+        model = Model(dataclasses.replace(folder, verified_precisions=(precision,)), precision=precision)
+        try:
+            exported = verify.exported_scores(model, frames)
+        except InspectdError as exc:  # a non-finite score: the precision overflows
+            checks[precision] = {"accepted": False, "why": str(exc).split(": ", 1)[-1][:120]}
+            continue
+        error = float(np.abs(exported - scores.reference).max() / threshold)
+        flips = int(((exported > threshold) != (scores.exported > threshold)).sum())
+        ok = flips == 0 and error <= max_score_error / 2
+        checks[precision] = {"accepted": ok, "max_relative_score_error": error, "verdict_flips": flips}
+        if ok:
+            accepted.append(precision)
+        progress(f"{precision}: max score error {error * 100:.3f}% of the threshold, {flips} flips: {'verified' if ok else 'not used'}")
+    return {"verified_precisions": [*accepted, "f32"], "precision_checks": checks}
 
 
 def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:

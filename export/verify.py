@@ -81,6 +81,10 @@ def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], prog
     return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta))
 
 
+def exported_scores(model: Model, frames: list[Frame]) -> np.ndarray:
+    return np.array([model.infer(f.pixels if f.pixels is not None else read_image(f.path), f.name).score for f in frames])
+
+
 def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> float | None:
     """A checkpoint threshold that sits on a verification image's score, moved off it.
 

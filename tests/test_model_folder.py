@@ -95,3 +95,16 @@ def test_bad_field(folder, image, change, field):
 
 def test_not_a_folder(tmp_path, image):
     refused(tmp_path / "nowhere", image, "model folder not found")
+
+
+def test_unverified_precision_is_refused(demo_model):
+    """The demo's Lite0 distances overflow f16: the export did not verify it, so the runtime refuses it."""
+    from inspectd.daemon.errors import InspectdError
+    from inspectd.daemon.model import Model
+
+    meta = json.loads((demo_model / "inspectd.json").read_text())
+    assert meta["runtime"]["verified_precisions"] == ["f32"]
+    assert meta["runtime"]["precision_checks"]["f16"]["accepted"] is False
+    with pytest.raises(InspectdError, match="model.precision 'f16' was not verified"):
+        Model.load(demo_model, precision="f16")
+    assert Model.load(demo_model).precision == "f32"
