@@ -191,8 +191,17 @@ def run_contender(contender: str, paths: dict, started_at: float) -> dict:
               "fps_sequential": 1000.0 / statistics.mean(latencies)}
     if pipelined is not None:
         result["fps_pipelined"] = pipelined(frames, len(frames) * 2)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    result["peak_rss_mib"] = peak_rss_mib()
     return result
+
+
+def peak_rss_mib() -> float:
+    """VmHWM: this process image's peak resident set. (getrusage's ru_maxrss survives exec and
+    would report the parent's peak, which loaded torch to prepare the exports.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ---------------------------------------------------------------- report (parent)
