@@ -114,14 +114,32 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The main job on a fresh machine: generate the demo station images, inspect them."""
+    """The main job on a fresh machine: the station daemon replaying generated demo images."""
+    from .config import ArchiveConfig, Config, GpioConfig, JournalConfig, ModelConfig, ReadyLineConfig, RejectLineConfig, SourceConfig, validate
+    from .outputs.journal import JournalOutput
+    from .station import Station
     from .synthetic import generate_station_dataset
 
     model_dir = Path(args.model) if args.model else _shipped_demo_model()
     data = generate_station_dataset(args.data)
-    images = sorted(str(p) for p in (data / "test").glob("*/*.png"))
-    print(f"inspectd demo: {len(images)} demo station images in {data}, model {model_dir}", file=sys.stderr)
-    return _infer(argparse.Namespace(model_dir=model_dir, images=images, json=args.json, heatmap_dir=args.heatmap_dir))
+    replay = data / "replay"
+    replay.mkdir(exist_ok=True)
+    for image in sorted((data / "test").glob("*/*.png")):
+        link = replay / f"{image.parent.name}_{image.name}"
+        if not link.exists():
+            link.symlink_to(image.resolve())
+    config = Config(
+        model=ModelConfig(path=str(model_dir)),
+        source=SourceConfig(kind="directory", path=str(replay), mode="once"),
+        journal=JournalConfig(enabled=False),
+        archive=ArchiveConfig(path=str(data / "rejects")),
+        gpio=GpioConfig(chip="memory", reject=RejectLineConfig(line="GPIO17"), ready=ReadyLineConfig(line="GPIO27")),
+        file="inspectd demo",
+    )
+    validate(config, Path("inspectd demo"))
+    print(f"inspectd demo: replaying {len(list(replay.iterdir()))} demo station images from {replay} through the station "
+          f"daemon with {model_dir} (GPIO in memory; rejects archived in {data / 'rejects'})", file=sys.stderr)
+    return Station(config, extra_outputs=[JournalOutput(config.journal, to_stderr=True)]).run()
 
 
 def _shipped_demo_model() -> Path:
@@ -180,11 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--seed", type=int, default=0)
     demo_data.set_defaults(run=_demo_data)
 
-    demo = commands.add_parser("demo", help="generate the demo station images and inspect them with the shipped demo model")
+    demo = commands.add_parser("demo", help="generate the demo station images and run the station daemon over them with the shipped demo model")
     demo.add_argument("--model", metavar="DIR", help=f"model folder (default: {DEMO_MODEL})")
     demo.add_argument("--data", default="demo-data", metavar="DIR", help="where to write the demo images (default: ./demo-data)")
-    demo.add_argument("--json", action="store_true")
-    demo.add_argument("--heatmap-dir", metavar="DIR")
     demo.set_defaults(run=_demo)
     return parser
 

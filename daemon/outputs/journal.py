@@ -44,9 +44,9 @@ def journal_sender() -> Callable[..., None] | None:
 
 
 class JournalOutput:
-    def __init__(self, config: JournalConfig, send: Callable[..., None] | None = None, stream=None) -> None:
+    def __init__(self, config: JournalConfig, send: Callable[..., None] | None = None, stream=None, to_stderr: bool = False) -> None:
         self.config = config
-        self.send = send if send is not None else journal_sender()
+        self.send = None if to_stderr else (send or journal_sender())
         self.stream = stream or sys.stderr
         self.frames = self.rejects = 0
         self.window_start = time.monotonic()
