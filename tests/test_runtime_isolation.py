@@ -36,9 +36,10 @@ def test_runtime_runs_with_torch_and_anomalib_unimportable(demo_model, tmp_path)
         data = generate_station_dataset({str(tmp_path / "data")!r}, n_train=0, n_test_good=1, n_test_per_size=1)
         images = sorted(str(p) for p in (data / "test").glob("*/*.png"))
         code = main(["infer", {str(demo_model)!r}, *images, "--json", "--heatmap-dir", {str(tmp_path / "heat")!r}])
+        demo_code = main(["demo", "--data", {str(tmp_path / "demo")!r}])
         loaded = sorted(name for name in sys.modules if name.split(".")[0] in {{"torch", "anomalib", "lightning"}})
         print("LOADED", loaded)
-        sys.exit(code)
+        sys.exit(code or demo_code)
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
@@ -46,6 +47,12 @@ def test_runtime_runs_with_torch_and_anomalib_unimportable(demo_model, tmp_path)
     assert "LOADED []" in result.stdout
     assert result.stdout.count('"verdict"') == 4  # one good and one stain of each size
     assert len(list((tmp_path / "heat").glob("*.png"))) == 4
+    # the README's main job: the daemon replaying the demo station, one verdict line per image
+    verdicts = [line for line in result.stderr.splitlines() if line.startswith(("inspectd: PASS", "inspectd: REJECT"))]
+    assert len(verdicts) == 28 and "stopped (replayed all 28 images" in result.stderr
+    assert sum("REJECT" in line and " stain_" in line for line in verdicts) == 18  # every stained mug rejected
+    assert not any("REJECT" in line and "good_" in line for line in verdicts)
+    assert len(list((tmp_path / "demo" / "rejects").glob("*-reject.png"))) == 18
 
 
 def test_blocker_really_blocks():
