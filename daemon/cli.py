@@ -79,6 +79,13 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    print(run(args.model_dir, args.width, args.height, args.frames, args.precision))
+    return 0
+
+
 def _heatmap_name(image: Path, used: set[str]) -> str:
     """<folder>_<name>_heatmap.png: test/good/000.png and test/stain/000.png must not overwrite each other."""
     stem = f"{image.parent.name}_{image.stem}" if image.parent.name else image.stem
@@ -192,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="list what this machine offers: GPIO chips and lines, cameras, OpenVINO devices, journal")
     doctor.set_defaults(run=_doctor)
+
+    bench = commands.add_parser("bench", help="latency, precision and memory of a model folder on this device")
+    bench.add_argument("model_dir", metavar="MODEL_DIR")
+    bench.add_argument("--width", type=int, default=1536, help="frame width (the camera's; default 1536)")
+    bench.add_argument("--height", type=int, default=864)
+    bench.add_argument("--frames", type=int, default=50)
+    bench.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "f16"))
+    bench.set_defaults(run=_bench)
 
     demo_data = commands.add_parser("demo-data", help="write the synthetic demo station dataset (MVTec layout)")
     demo_data.add_argument("out", metavar="DIR")

@@ -14,7 +14,7 @@ def report() -> str:
 
         core = ov.Core()
         for device in core.available_devices:
-            precision = core.get_property(device, "INFERENCE_PRECISION_HINT")
+            precision = core.get_property(device, "INFERENCE_PRECISION_HINT").get_type_name()
             lines.append(f"openvino {ov.__version__}: device {device}, default inference precision {precision} "
                          f"(model folders ask for their own, usually f32)")
     except Exception as exc:  # doctor reports, it does not fail
