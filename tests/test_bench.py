@@ -1,0 +1,34 @@
+"""Smoke runs of the benchmarks: they run end to end and report every figure (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, needs_export, run_cli
+
+
+def test_inspectd_bench_reports_the_device_figures(demo_model):
+    result = run_cli("bench", demo_model, "--frames", "3", "--width", "640", "--height", "480")
+    assert result.returncode == 0, result.stderr
+    for label in ("precision    f32 in use", "pre-process  median", "infer        median", "graph cost", "peak memory"):
+        assert label in result.stdout, result.stdout
+
+
+@needs_export
+def test_compare_runs_every_contender(cookie_checkpoint, cookie, tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--data", str(cookie), "--checkpoint", str(cookie_checkpoint),
+                             "--work", str(tmp_path / "work"), "--rounds", "1", "--frames", "4", "--json", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["table"]) == {"inspectd", "daemon", "openvino-inferencer", "torch-inferencer", "bare-ir"}
+    for row in report["table"].values():
+        assert row["latency_median_ms"] > 0 and row["peak_rss_mib"] > 0 and row["cold_start_s"] > 0 and row["model_mib"] > 0
+    assert report["table"]["daemon"]["fps_pipelined"] > 0
+    assert {r["what"] for r in report["ratios"]} >= {"latency inspectd / OpenVINOInferencer", "peak RSS inspectd / OpenVINOInferencer",
+                                                   "cold start inspectd / OpenVINOInferencer", "latency inspectd / TorchInferencer",
+                                                   "daemon cycle / inspectd inference"}
+    assert "| ratio | measured | target |" in result.stdout
