@@ -18,8 +18,8 @@ host_mirror() {
 MIRROR=${DEBIAN_MIRROR:-$(host_mirror)}
 STAMP=.inspectd-root-complete
 # Bump when the package list or the tweaks below change, so caches rebuild.
-VERSION=2
-INCLUDE=systemd,systemd-sysv,dbus,python3,python3-venv,python3-systemd
+VERSION=3
+INCLUDE=systemd,systemd-sysv,dbus,procps,python3,python3-venv,python3-systemd
 
 if [[ -f $ROOT/$STAMP && $(cat "$ROOT/$STAMP") == "$VERSION" && ${INSPECTD_NSPAWN_REBUILD:-0} != 1 ]]; then
     echo "nspawn-root: reusing $ROOT"

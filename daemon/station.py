@@ -125,6 +125,7 @@ class Capturer(threading.Thread):
         self.config, self.trigger, self.open_source = config, trigger, open_source
         self.items: queue.Queue = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
+        self.opened = threading.Event()  # the source was opened at least once
         self.alive_at = time.monotonic()
 
     def run(self) -> None:
@@ -134,6 +135,7 @@ class Capturer(threading.Thread):
             try:
                 if source is None:
                     source = self.open_source(self.config.source)
+                    self.opened.set()
                     if faulted:
                         self._hand_over(("restored", f"{source.name} is back"))
                     delay, faulted = 1.0, False
@@ -291,6 +293,11 @@ class Station:
 
     def _tick(self, capturer: Capturer) -> None:
         now = time.monotonic()
+        if not self.ready and capturer.opened.is_set() and self._frames_on_demand():
+            # Frames come only when a part does: waiting for the first one would keep systemd
+            # waiting for READY=1 on an idle line until TimeoutStartSec, then restart us.
+            self.ready = True
+            self.notifier.ready(self._status_text(now))
         stale = now - capturer.alive_at
         if stale < self.hang_timeout_s:
             self.notifier.watchdog(now)
@@ -303,6 +310,11 @@ class Station:
         if now - self.last_status >= 1.0 and self.ready:
             self.last_status = now
             self.notifier.status(self._status_text(now))
+
+    def _frames_on_demand(self) -> bool:
+        """A GPIO trigger or a watched folder: READY=1 once the model is compiled and the source open."""
+        config = self.brain.config
+        return config.trigger.kind == "gpio" or (config.source.kind == "directory" and config.source.mode == "watch")
 
     def _status_text(self, now: float) -> str:
         rate = self.frame_number / max(now - self.started, 1e-9)
