@@ -8,6 +8,8 @@ import shutil
 import sys
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Callable
@@ -60,17 +62,24 @@ def export_checkpoint(
             f"{checkpoint_path}: {why}; pass --calibration DIR with images of good parts "
             f"(and optionally defect sub-folders) to measure the threshold"
         )
+    with atomic_folder(out) as work:
+        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error)
+    progress(f"wrote {out}")
+    return meta
+
+
+@contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """A hidden temporary folder beside ``out``: renamed to ``out`` when the block succeeds, removed when it fails."""
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the station's service user must read it
     try:
-        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error)
+        yield work
         _replace(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    progress(f"wrote {out}")
-    return meta
 
 
 def _replace(work: Path, out: Path) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.images import list_images
 
 from . import weights as backbone_weights
-from .exporter import _replace, export_checkpoint
+from .exporter import atomic_folder, export_checkpoint
 
 DEFAULTS = {
     # backbone: (layers, n_features); the first layer has the finest resolution (stride 4)
@@ -50,20 +49,13 @@ def train(
     if layers is None or n_features is None:
         raise InspectdError(f"--backbone {backbone}: no default layers/features; pass --layers and --n-features (defaults exist for {', '.join(DEFAULTS)})")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the station's service user must read it
-    try:
+    with atomic_folder(out) as work:
         train_dirs, calibration = _split(data_dir, work / "split")
         model = _padim(backbone, weights, image_size, layers, n_features)
         _fit(model, train_dirs, work)
         export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration")
         shutil.rmtree(work / "split", ignore_errors=True)
         shutil.rmtree(work / "engine", ignore_errors=True)
-        _replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")
     return out
 
