@@ -201,7 +201,7 @@ def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:
         "outputs": {"anomaly_map": MAP_OUTPUT, "score": SCORE_OUTPUT},
         "threshold": {"value": 0.0, "source": "checkpoint"},  # provisional until calibrated below
         "normal_scores": None,
-        "runtime": {"inference_precision": "f32", "weights": "f16"},
+        "runtime": {"inference_precision": "f32", "weights": "backbone f32, Gaussian statistics f16"},
         "versions": {
             "inspectd": _version("inspectd"),
             "anomalib": _version("anomalib"),

@@ -36,8 +36,11 @@ class InspectdPadim(nn.Module):
         self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1))
         self.register_buffer("offset", (-mean / std).view(1, 3, 1, 1))
         self.register_buffer("idx", padim.idx.clone())
-        self.register_buffer("mean", padim.gaussian.mean.clone())  # (C, positions)
-        self.register_buffer("inv_covariance", padim.gaussian.inv_covariance.clone())  # (positions, C, C)
+        # The Gaussian statistics are most of the model (positions x C x C): stored in FP16 and
+        # widened at run time. The backbone keeps FP32 weights: FP16 backbone weights moved
+        # mobilenetv2 scores by 1.3% of the threshold, the statistics in FP16 by about 0.01%.
+        self.register_buffer("mean", padim.gaussian.mean.half())  # (C, positions)
+        self.register_buffer("inv_covariance", padim.gaussian.inv_covariance.half())  # (positions, C, C)
         kernel = padim.anomaly_map_generator.blur.kernel[0, 0].double()
         self.register_buffer("kernel_rows", kernel.sum(dim=1).float().view(1, 1, -1, 1))
         self.register_buffer("kernel_cols", kernel.sum(dim=0).float().view(1, 1, 1, -1))
@@ -52,8 +55,8 @@ class InspectdPadim(nn.Module):
             embedding = torch.cat((embedding, coarse), 1)
         embedding = torch.index_select(embedding, 1, self.idx)
         _, channels, height, width = embedding.shape
-        delta = (embedding.reshape(channels, height * width) - self.mean).transpose(0, 1).unsqueeze(1)
-        distance = (torch.matmul(delta, self.inv_covariance) * delta).sum(dim=(1, 2))
+        delta = (embedding.reshape(channels, height * width) - self.mean.float()).transpose(0, 1).unsqueeze(1)
+        distance = (torch.matmul(delta, self.inv_covariance.float()) * delta).sum(dim=(1, 2))
         distance = distance.clamp(min=0).sqrt().reshape(1, 1, height, width)
         upsampled = F.interpolate(distance, size=self.output_size, mode="bilinear", align_corners=False)
         padded = F.pad(upsampled, (self.pad, self.pad, self.pad, self.pad), mode="reflect")
@@ -62,7 +65,7 @@ class InspectdPadim(nn.Module):
 
 
 def export_ir(checkpoint: PadimCheckpoint, folder: Path) -> None:
-    """Write model.xml/model.bin (fixed input size, FP16 weights) into ``folder``."""
+    """Write model.xml/model.bin (fixed input size; FP16 statistics, FP32 backbone) into ``folder``."""
     import openvino as ov
 
     height, width = checkpoint.preprocess.output_size()
@@ -73,4 +76,4 @@ def export_ir(checkpoint: PadimCheckpoint, folder: Path) -> None:
     converted.outputs[0].get_tensor().set_names({MAP_OUTPUT})
     converted.outputs[1].get_tensor().set_names({SCORE_OUTPUT})
     converted.inputs[0].get_tensor().set_names({"frame"})
-    ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=True)
+    ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)

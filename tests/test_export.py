@@ -177,7 +177,7 @@ def test_bad_checkpoints(problem, cookie_checkpoint, tmp_path):
 def test_failed_verification_leaves_nothing(cookie_checkpoint, cookie, tmp_path):
     """Nothing half-written in --out: a verification that fails removes the partial folder.
 
-    With no score error allowed at all, the FP16 weights alone fail it.
+    With no score error allowed at all, the FP16 statistics alone fail it.
     """
     from inspectd.daemon.errors import InspectdError
     from inspectd.export.exporter import export_checkpoint
