@@ -280,6 +280,8 @@ def main() -> int:
         for contender in order:
             print(f"bench: round {round_number + 1}/{args.rounds}: {contender}", file=sys.stderr, flush=True)
             env = dict(os.environ, BENCH_PATHS=json.dumps(paths), BENCH_T0=repr(time.time()))
+            if contender not in NEEDS_ANOMALIB:
+                env.setdefault("OPENBLAS_NUM_THREADS", "1")  # what `import inspectd.daemon` sets before numpy loads
             child = subprocess.run([sys.executable, __file__, "--child", contender], env=env, capture_output=True, text=True)
             if child.returncode != 0:
                 raise SystemExit(f"bench: {contender} failed:\n{child.stderr[-3000:]}")
