@@ -104,21 +104,17 @@ def _load(contender: str, paths: dict):
     if contender == "daemon":
         return _daemon(paths)
     if contender == "bare-ir":
-        import openvino as ov
-
-        from inspectd.daemon.model_folder import read_model_folder
+        from inspectd.daemon.model import Model
         from inspectd.daemon.preprocess import prepare as preprocess
 
-        folder = read_model_folder(paths["inspectd_model"])
-        compiled = ov.Core().compile_model(str(folder.xml_path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": folder.inference_precision})
-        request = compiled.create_infer_request()
+        model = Model.load(paths["inspectd_model"])  # the same compiled graph and precision as inspectd
         ready = {}
 
         def infer(frame):
             key = id(frame)
             if key not in ready:  # the floor: the tensor is made once, outside the timing
-                ready[key] = preprocess(frame, folder.preprocessing)
-            request.infer({0: ready[key]})
+                ready[key] = preprocess(frame, model.folder.preprocessing)
+            model.request.infer({0: ready[key]})
         return infer, _files(paths["inspectd_model"]), None
     if contender == "openvino-inferencer":
         from anomalib.deploy import OpenVINOInferencer
