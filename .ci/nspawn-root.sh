@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT=${1:-${INSPECTD_NSPAWN_ROOT:-/var/cache/inspectd-ci/bookworm-root}}
 host_mirror() {
     # The mirror this host's apt already uses (deb822 "URIs:" or one-line "deb URI suite").
-    cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    { cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } |
         awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit} /^deb / && $3 == "bookworm" {print $2; exit}'
 }
 MIRROR=${DEBIAN_MIRROR:-$(host_mirror)}
