@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
@@ -49,12 +50,15 @@ def train(
     if layers is None or n_features is None:
         raise InspectdError(f"--backbone {backbone}: no default layers/features; pass --layers and --n-features (defaults exist for {', '.join(DEFAULTS)})")
 
-    with atomic_folder(out) as work:
-        train_dirs, calibration = _split(data_dir, work / "split")
+    # The split of a plain folder lives outside the hidden temporary folder: anomalib warns
+    # about (and may one day skip) images under hidden directories.
+    with atomic_folder(out) as work, tempfile.TemporaryDirectory(prefix="inspectd-split-") as split:
+        train_dirs, calibration = _split(data_dir, Path(split))
         model = _padim(backbone, weights, image_size, layers, n_features)
+        _say(f"fitting PaDiM {backbone} {image_size}x{image_size} on {data_dir}")
         _fit(model, train_dirs, work)
-        export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration")
-        shutil.rmtree(work / "split", ignore_errors=True)
+        export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration",
+                          progress=lambda message: _say(message.replace(str(work), str(out))))
         shutil.rmtree(work / "engine", ignore_errors=True)
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")
     return out
@@ -126,6 +130,5 @@ def _fit(model, folder_args: dict, work: Path) -> None:
     # A plain folder of good images has nothing to validate on; inspectd calibrates on the held-out ones.
     no_validation = {"limit_val_batches": 0} if folder_args.get("val_split_mode") == "none" else {}
     engine = Engine(accelerator="cpu", devices=1, default_root_dir=work / "engine", logger=False, **no_validation)
-    _say(f"fitting PaDiM on {folder_args['root']}")
     engine.fit(model=model, datamodule=datamodule)
     engine.trainer.save_checkpoint(work / "model.ckpt")

@@ -193,3 +193,19 @@ def test_train_rejects_empty_folder(tmp_path):
     assert result.returncode == 2
     assert "holds 0 images" in result.stderr and str(tmp_path / "empty") in result.stderr
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [tmp_path / "empty"]
+
+
+def test_train_on_a_plain_folder_of_good_images(tmp_path):
+    """No defects, no MVTec layout: every 5th image calibrates a quantile threshold."""
+    from inspectd.daemon.synthetic import generate_station_dataset
+
+    data = generate_station_dataset(tmp_path / "station", n_train=20, n_test_good=0, n_test_per_size=0)
+    result = run_cli("train", data / "train" / "good", "--out", tmp_path / "run", "--backbone", "resnet18", "--weights", "random", "--image-size", "64")
+    assert result.returncode == 0, result.stderr[-2000:]
+    own = [line for line in result.stderr.splitlines() if line.startswith("inspectd")]
+    assert own and not any(".partial" in line for line in own)  # progress names the real output folder
+    assert "hidden files" not in result.stderr
+    meta = json.loads((tmp_path / "run" / "model" / "inspectd.json").read_text())
+    assert meta["threshold"]["source"] == "calibration-quantile" and meta["threshold"]["normal_images"] == 4
+    assert meta["normal_scores"]["count"] == 4 and meta["verification"]["passed"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model", "model.ckpt"]
