@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -171,6 +170,10 @@ def _files(folder: str | Path) -> int:
 
 
 def run_contender(contender: str, paths: dict, started_at: float) -> dict:
+    # Imported in the child, before any model loads, alike for every contender: imported at the
+    # top, inspectd.daemon would set its OPENBLAS_NUM_THREADS in the parent and so for anomalib too.
+    from inspectd.daemon.bench import peak_rss_mib
+
     frames = np.load(paths["frames"])
     predict, size, pipelined = _load(contender, paths)
     predict(frames[0])
@@ -188,15 +191,6 @@ def run_contender(contender: str, paths: dict, started_at: float) -> dict:
         result["fps_pipelined"] = pipelined(frames, len(frames) * 2)
     result["peak_rss_mib"] = peak_rss_mib()
     return result
-
-
-def peak_rss_mib() -> float:
-    """VmHWM: this process image's peak resident set. (getrusage's ru_maxrss survives exec and
-    would report the parent's peak, which loaded torch to prepare the exports.)"""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ---------------------------------------------------------------- report (parent)

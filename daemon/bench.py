@@ -10,6 +10,7 @@ README.md projects each configuration's latency on a Raspberry Pi 5.
 
 from __future__ import annotations
 
+import resource
 import time
 from pathlib import Path
 
@@ -40,10 +41,12 @@ def graph_cost(model: Model) -> tuple[float, float]:
 
 
 def peak_rss_mib() -> float:
+    """VmHWM: this process image's peak resident set. (getrusage's ru_maxrss survives exec and
+    would report a parent's peak, e.g. a benchmark driver that loaded torch.)"""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024.0
-    return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run(model_dir: str, width: int, height: int, frames: int, precision: str) -> str:

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from .config import DEFAULT_PATH as DEFAULT_CONFIG
 from .errors import InspectdError
 
 DEMO_MODEL = "models/demo-mug"
-DEFAULT_CONFIG = "/etc/inspectd/inspectd.toml"
 
 
 def _infer(args: argparse.Namespace) -> int:
