@@ -186,6 +186,12 @@ def start_daemon(config: Path, notify: NotifySocket, watchdog_usec: int) -> subp
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def terminate(daemon: subprocess.Popen) -> str:
+    """SIGTERM, as systemd stops the service; returns what the daemon wrote to stderr."""
+    daemon.send_signal(signal.SIGTERM)
+    return daemon.communicate(timeout=30)[1]
+
+
 def test_sd_notify_ready_watchdog_status_stopping(demo_model, station_images, tmp_path):
     notify = NotifySocket(tmp_path / "notify.sock")
     config = write_config(tmp_path / "n.toml", demo_model, f'kind = "directory"\npath = "{station_images / "test" / "good"}"\nmode = "loop"')
@@ -197,8 +203,7 @@ def test_sd_notify_ready_watchdog_status_stopping(demo_model, station_images, tm
         assert "STATUS=inspecting" in ready and " 1 frames" in ready  # READY only after the first verdict
         time.sleep(3.0)
         notify.wait_for("STATUS=inspecting")
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=30)
+        stderr = terminate(daemon)
     finally:
         daemon.kill()
         notify.close()
@@ -250,8 +255,7 @@ def test_sighup_reload_swaps_model_and_keeps_old_on_bad_config(demo_model, stati
         config.write_text(text.replace("[model]\n", "[model]\nbogus = 1\n"))
         daemon.send_signal(signal.SIGHUP)
         time.sleep(2.0)
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=30)
+        stderr = terminate(daemon)
     finally:
         daemon.kill()
         notify.close()
