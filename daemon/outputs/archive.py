@@ -20,7 +20,9 @@ from ..heatmap import overlay
 from ..images import write_png
 from ..verdict import Verdict
 
-QUEUE_LENGTH = 16
+# Frames waiting to be written, in bytes of pixels: a burst of rejects (a replay, a bad batch)
+# is absorbed; beyond this the disk is not keeping up and frames are dropped with a fault record.
+BACKLOG_BYTES = 128 * 1024 * 1024
 
 
 class ArchiveOutput:
@@ -36,7 +38,9 @@ class ArchiveOutput:
         self.on_fault = on_fault or (lambda message: None)
         self.files = sorted((p.stat().st_mtime, p, p.stat().st_size) for p in self.folder.glob("*.png"))
         self.used = sum(size for _, _, size in self.files)
-        self.pending: queue.Queue = queue.Queue(QUEUE_LENGTH)
+        self.pending: queue.Queue = queue.Queue()
+        self.backlog = 0  # bytes of pixels queued, guarded by backlog_lock
+        self.backlog_lock = threading.Lock()
         self.writer = threading.Thread(target=self._write_loop, name="archive", daemon=True)
         self.writer.start()
 
@@ -47,12 +51,13 @@ class ArchiveOutput:
                 return
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.folder / f"{stamp}-{verdict.frame:08d}-{verdict.verdict.lower()}.png"
-        try:
-            self.pending.put_nowait((path, verdict))
-        except queue.Full:
-            self.on_fault(f"archive is behind (disk slow?): frame {verdict.frame} not archived")
-            return
+        with self.backlog_lock:
+            if self.backlog + verdict.pixels.nbytes > BACKLOG_BYTES:
+                self.on_fault(f"archive is behind (disk slow?): frame {verdict.frame} not archived")
+                return
+            self.backlog += verdict.pixels.nbytes
         verdict.archived = path
+        self.pending.put((path, verdict))
 
     def _write_loop(self) -> None:
         while True:
@@ -71,6 +76,8 @@ class ArchiveOutput:
                 self._enforce_quota()
             except (InspectdError, OSError) as exc:
                 self.on_fault(f"archive: {exc}")
+            with self.backlog_lock:
+                self.backlog -= verdict.pixels.nbytes
 
     def _enforce_quota(self) -> None:
         while self.used > self.quota and self.files:
