@@ -76,9 +76,12 @@ def run(model_dir: str, width: int, height: int, frames: int, precision: str) ->
         f"model        {model.folder.path}: PaDiM {meta['model']['backbone']} {spec.input_width}x{spec.input_height}, "
         f"{meta['model']['feature_positions']} positions x {meta['model']['n_features']} features",
         f"openvino     {ov.__version__}, device CPU: {core.get_property('CPU', 'FULL_DEVICE_NAME')}",
-        f"precision    {model.precision} in use (verified: {', '.join(model.folder.verified_precisions)}; "
-        f"OpenVINO's own default here: {core.get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()})",
-        f"load         {load_s:.2f} s (sha256 check + compile)",
+        f"precision    {model.precision} in use (OpenVINO's own default here: "
+        f"{core.get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()}; verified at export: "
+        f"{', '.join(model.folder.verified_precisions)})",
+        *(f"             {line}" for line in model.precision_report()),
+        f"load         {load_s:.2f} s: read + sha256 {model.timings['read_s']:.2f} s, compile {model.timings['compile_s']:.2f} s, "
+        f"self-test {model.timings['self_test_s']:.2f} s",
         f"frame        {width}x{height}, {frames} frames after 3 warm-up",
         f"pre-process  median {np.median(pre):.2f} ms, p95 {np.percentile(pre, 95):.2f} ms",
         f"infer        median {np.median(total):.2f} ms, p95 {np.percentile(total, 95):.2f} ms (pre-process + graph), "

@@ -19,6 +19,8 @@ def _infer(args: argparse.Namespace) -> int:
     from .model import Model
 
     model = Model.load(args.model_dir)
+    if model.fallback:
+        print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     if args.heatmap_dir:
         Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -65,10 +67,13 @@ def _check(args: argparse.Namespace) -> int:
     brain = build_brain(config, [], lambda message: None)
     for output in brain.outputs:
         output.close()
-    folder = brain.model.folder
+    model = brain.model
+    folder = model.folder
     print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
           f"({folder.metadata['model']['backbone']}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
-          f"threshold {brain.decision.threshold:.4f}, model.bin sha256 {brain.model.model_id[:12]})")
+          f"threshold {brain.decision.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
+    for line in model.precision_report():
+        print(f"  {line}")
     return 0
 
 

@@ -18,10 +18,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import InspectdError
+from .errors import EX_CONFIG, InspectdError
 
 DEFAULT_PATH = Path("/etc/inspectd/inspectd.toml")
-EX_CONFIG = 78
 
 
 class ConfigError(InspectdError):

@@ -1,5 +1,7 @@
 """The one exception type for errors a user can cause and fix."""
 
+EX_CONFIG = 78  # sysexits.h: configuration error; the unit does not restart on it
+
 
 class InspectdError(Exception):
     """A problem the user can fix: the message names the file, the field and the fix.

@@ -15,9 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InspectdError
+from .errors import EX_CONFIG, InspectdError
 from .model_folder import ModelFolder, read_model_folder
 from .preprocess import check_frame, model_region, prepare
+from .selftest import SelfTestResult, load_cases, run_self_test
 
 
 @dataclass
@@ -44,25 +45,41 @@ class Inspection:
         return full
 
 
-# What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) for a precision to be worth using.
+PRECISIONS = ("bf16", "f16", "f32")  # fastest first
+# What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) to run a precision natively.
 NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
+
+
+class ModelDoesNotFit(InspectdError):
+    """The folder's self-test fails on this device even at f32: restarting will not help."""
+
+    exit_code = EX_CONFIG
 
 
 class Model:
     """A compiled model folder. Not thread-safe: use one per inspection loop.
 
-    Precision: "auto" takes the fastest precision the export verified against the torch model
-    that the device runs natively (bf16 on recent x86, f16 on ARM where it verified), else
-    f32. OpenVINO's own default (f16 on ARM, bf16 on recent x86) is never used unverified:
-    PaDiM's squared distances overflow f16 on some backbones and every part would be rejected.
+    Precision is chosen on this device, by its self-test: "auto" tries the reduced precisions
+    the CPU runs natively (bf16 on recent x86, f16 on ARM: OpenVINO's defaults there), then
+    f32; a named precision is tried first, then the ones after it. Each candidate is compiled
+    and must pass the folder's self-test (no non-finite value, no verdict flip, error within
+    the limit) before it is used; PaDiM's squared distances overflow f16 on some backbones,
+    and an x86 export cannot see that. ``trials`` holds every self-test that ran, and
+    ``fallback`` says why a faster precision was not used. If f32 fails too the folder does
+    not fit this device: ModelDoesNotFit (exit 78).
+
+    ``self_test=False`` is for the export that is still making the folder (it has no
+    self-test yet): the named precision is compiled as it is, untested.
     """
 
-    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto") -> None:
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", self_test: bool = True) -> None:
         import openvino as ov  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
         self.threshold = folder.threshold.value
         spec = folder.preprocessing
+        start = time.perf_counter()
+        cases = load_cases(folder) if self_test else None
         core = ov.Core()
         try:
             graph = core.read_model(str(folder.xml_path))
@@ -78,27 +95,75 @@ class Model:
         for name in (folder.map_output, folder.score_output):
             if name not in names:
                 raise InspectdError(f"{folder.xml_path}: has no output '{name}' named in inspectd.json outputs; re-export the model folder")
-        self.precision = self._choose_precision(core, device, precision)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
-        self.compiled = core.compile_model(graph, device, config)
+        self.device_name = core.get_property(device, "FULL_DEVICE_NAME")
+        self.notes: list[str] = []  # precisions not tried, and why
+        self.trials: list[SelfTestResult] = []
+        self.timings = {"read_s": time.perf_counter() - start, "compile_s": 0.0, "self_test_s": 0.0}
+        for candidate in self._candidates(core, device, precision):
+            start = time.perf_counter()
+            compiled = core.compile_model(graph, device, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": candidate})
+            self.timings["compile_s"] += time.perf_counter() - start
+            executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            if cases is None:
+                break
+            result = run_self_test(compiled, folder.map_output, folder.score_output, cases, candidate)
+            self.timings["self_test_s"] += result.seconds
+            self.trials.append(result)
+            if result.passed:
+                break
+        else:
+            tried = "; ".join(f"{t.requested}: {t.problem}" for t in self.trials)
+            raise ModelDoesNotFit(
+                f"{folder.path}: the model folder's self-test fails on this device at every precision ({tried}); the folder does not "
+                f"fit {self.device_name} with OpenVINO {ov.__version__}: re-export it with this OpenVINO version, or run "
+                f"'inspectd doctor' on this device"
+            )
+        self.precision = executed  # what OpenVINO really runs, not what was asked
+        self.compiled = compiled
         self.request = self.compiled.create_infer_request()
         self.map_port = self.compiled.output(folder.map_output)
         self.score_port = self.compiled.output(folder.score_output)
 
-    def _choose_precision(self, core, device: str, precision: str) -> str:
-        verified = self.folder.verified_precisions
-        if precision != "auto":
-            if precision not in verified:
-                raise InspectdError(
-                    f"model.precision '{precision}' was not verified for {self.folder.path} (verified: {', '.join(verified)}); "
-                    f"use 'auto' or one of those"
-                )
-            return precision
+    def _candidates(self, core, device: str, precision: str) -> list[str]:
+        if precision != "auto" and precision not in PRECISIONS:
+            raise InspectdError(f"model.precision '{precision}': use auto, {', '.join(PRECISIONS)}")
+        if self.folder.self_test is None:
+            if precision == "auto":
+                raise InspectdError(f"{self.folder.path}: has no self-test yet; name the precision to compile it untested")
+            return [precision]
         capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
-        for candidate in verified:
-            if candidate == "f32" or NATIVE_SUPPORT.get(candidate) in capabilities:
-                return candidate
-        return self.folder.inference_precision
+        first = PRECISIONS.index(precision) if precision != "auto" else 0
+        candidates = []
+        for candidate in PRECISIONS[first:]:
+            if candidate == precision or candidate == "f32":
+                candidates.append(candidate)
+            elif NATIVE_SUPPORT[candidate] not in capabilities:
+                self.notes.append(f"{candidate}: not native on this CPU, not tried")
+            elif candidate in self.folder.refused_precisions:
+                self.notes.append(f"{candidate}: not tried, the export ran it and refused it ({self._export_check(candidate)})")
+            else:
+                candidates.append(candidate)
+        return candidates
+
+    def _export_check(self, precision: str) -> str:
+        check = self.folder.metadata["runtime"]["precision_checks"].get(precision, {})
+        return str(check.get("why", "failed"))
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the precision in use is not the first one tried; None when the first passed."""
+        failed = [t for t in self.trials if not t.passed]
+        if not failed:
+            return None
+        reasons = "; ".join(f"{t.requested} failed its self-test on this device: {t.problem}" for t in failed)
+        return f"{reasons}; running at {self.precision}"
+
+    def precision_report(self) -> list[str]:
+        """What the load decided, one line each: the self-tests that ran, what was not tried, the fallback."""
+        lines = [trial.summary() for trial in self.trials] + list(self.notes)
+        if self.fallback:
+            lines.append(f"fallback: {self.fallback}")
+        return lines
 
     @classmethod
     def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto") -> Model:

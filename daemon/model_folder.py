@@ -19,10 +19,12 @@ from .errors import InspectdError
 
 METADATA_FILE = "inspectd.json"
 SCHEMA = "inspectd-model"
-SCHEMA_VERSION = 1
-GRAPH_FILES = ("model.xml", "model.bin")
+SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
+SELFTEST_FILE = "selftest.npz"
+FOLDER_FILES = ("model.xml", "model.bin", SELFTEST_FILE)
 THRESHOLD_SOURCES = ("checkpoint", "calibration-quantile", "calibration-f1")
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
+PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class SelfTestSpec:
+    frames: tuple[str, ...]
+    limit: float  # f32: largest score/map error, as a fraction of the threshold
+    reduced_limit: float  # bf16/f16
+
+
+@dataclass(frozen=True)
 class ModelFolder:
     path: Path
     metadata: dict[str, Any]
@@ -52,13 +61,19 @@ class ModelFolder:
     threshold: Threshold
     map_output: str
     score_output: str
-    inference_precision: str  # the safe default: what the export verified first (f32)
-    verified_precisions: tuple[str, ...]  # every precision the export verified, fastest first
+    inference_precision: str  # the safe default: f32
+    verified_precisions: tuple[str, ...]  # precisions the export ran (not emulated) and verified, fastest first
+    refused_precisions: tuple[str, ...]  # precisions the export ran and saw fail: not worth a try
+    self_test: SelfTestSpec | None  # None only while an export is still writing the folder
     model_sha256: str
 
     @property
     def xml_path(self) -> Path:
         return self.path / "model.xml"
+
+    @property
+    def self_test_path(self) -> Path:
+        return self.path / SELFTEST_FILE
 
 
 def sha256_of(path: Path) -> str:
@@ -116,6 +131,12 @@ class _Fields:
             self.fail(self.name(key), f"must be [height, width] in pixels, got {value}")
         return (value[0], value[1])
 
+    def fraction(self, key: str) -> float:
+        value = self.get(key, (int, float))
+        if not (math.isfinite(value) and 0 < value < 1):
+            self.fail(self.name(key), f"must be a fraction between 0 and 1, got {value}")
+        return float(value)
+
     def triple(self, key: str) -> tuple[float, float, float]:
         value = self.get(key, list)
         if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
@@ -129,8 +150,10 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFolder:
+def read_model_folder(folder: str | Path, check_hashes: bool = True, provisional: bool = False) -> ModelFolder:
     """Validate a model folder and return what the runtime needs from it.
+
+    ``provisional``: a folder that ``inspectd export`` is still writing, without its self-test.
 
     Raises InspectdError naming the file and field for anything missing, malformed,
     tampered with, or written by a schema version this inspectd does not know.
@@ -153,9 +176,11 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
         top.fail("schema", f"must be '{SCHEMA}'")
     version = top.get("schema_version", int)
     if version != SCHEMA_VERSION:
+        older = " (written before the on-device self-test existed)" if version < SCHEMA_VERSION else ""
         raise InspectdError(
-            f"{meta_path}: field 'schema_version' is {version} but this inspectd reads version "
-            f"{SCHEMA_VERSION} only; install the inspectd that exported it, or re-export with this one"
+            f"{meta_path}: field 'schema_version' is {version}{older} but this inspectd reads version "
+            f"{SCHEMA_VERSION} only; re-export the checkpoint with this inspectd ('inspectd export CKPT --out DIR'), "
+            f"or install the inspectd that exported it"
         )
 
     model = top.section("model")
@@ -189,10 +214,16 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
     outputs = top.section("outputs")
     map_output, score_output = outputs.get("anomaly_map", str), outputs.get("score", str)
 
+    preprocessing = Preprocessing(height, width, size, crop, mean, std)
+    if provisional:  # no threshold, precisions or self-test yet
+        model_sha256 = top.section("files").section("model.bin").get("sha256", str)
+        return ModelFolder(folder, metadata, preprocessing, Threshold(math.nan, "provisional", {}), map_output, score_output,
+                           "f32", ("f32",), (), None, model_sha256)
+
     threshold = top.section("threshold")
     value = threshold.get("value", (int, float))
-    if not math.isfinite(value):
-        threshold.fail("threshold.value", "must be a finite number")
+    if not (math.isfinite(value) and value > 0):
+        threshold.fail("threshold.value", f"must be a finite positive raw score, got {value} (a threshold at or below 0 rejects every part)")
     source = threshold.get("source", str)
     if source not in THRESHOLD_SOURCES:
         threshold.fail("threshold.source", f"must be one of {', '.join(THRESHOLD_SOURCES)}")
@@ -201,13 +232,28 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
     precision = runtime.get("inference_precision", str)
     if precision not in INFERENCE_PRECISIONS:
         runtime.fail("runtime.inference_precision", f"must be one of {', '.join(INFERENCE_PRECISIONS)}")
-    verified = runtime.get("verified_precisions", list, optional=True) or [precision]
+    verified = runtime.get("verified_precisions", list)
     if not all(p in INFERENCE_PRECISIONS for p in verified):
         runtime.fail("runtime.verified_precisions", f"must list only {', '.join(INFERENCE_PRECISIONS)}")
+    checks = runtime.section("precision_checks")
+    refused = []
+    for name in checks.data:
+        status = checks.section(name).get("status", str)
+        if name not in INFERENCE_PRECISIONS or status not in PRECISION_STATUSES:
+            checks.fail(f"runtime.precision_checks.{name}", f"must be a precision ({', '.join(INFERENCE_PRECISIONS)}) with a status of {', '.join(PRECISION_STATUSES)}")
+        if status == "refused":
+            refused.append(name)
+
+    self_test = top.section("self_test")
+    frames = self_test.get("frames", list)
+    if not frames or not all(isinstance(name, str) for name in frames):
+        self_test.fail("self_test.frames", "must list the names of the self-test frames")
+    spec = SelfTestSpec(tuple(frames), self_test.fraction("max_relative_error"),
+                        self_test.fraction("max_relative_error_reduced"))
 
     files = top.section("files")
     hashes = {}
-    for name in GRAPH_FILES:
+    for name in FOLDER_FILES:
         path = folder / name
         if not path.is_file():
             raise InspectdError(f"{path}: missing from the model folder; copy the whole folder written by 'inspectd export'")
@@ -221,11 +267,14 @@ def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFol
     return ModelFolder(
         path=folder,
         metadata=metadata,
-        preprocessing=Preprocessing(height, width, size, crop, mean, std),
+        preprocessing=preprocessing,
         threshold=Threshold(float(value), source, dict(threshold.data)),
         map_output=map_output,
         score_output=score_output,
         inference_precision=precision,
         verified_precisions=tuple(verified),
+        refused_precisions=tuple(refused),
+        self_test=spec,
         model_sha256=hashes["model.bin"],
     )
+

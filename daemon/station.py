@@ -233,8 +233,10 @@ class Station:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGHUP, self.request_reload)
-        self._event("start", f"started: model {self.brain.model.model_id[:12]}, source {self.brain.config.source.kind}, "
-                             f"trigger {self.brain.config.trigger.kind}", model=self.brain.model.model_id)
+        model = self.brain.model
+        self._event("start", f"started: model {model.model_id[:12]} at {model.precision}, source {self.brain.config.source.kind}, "
+                             f"trigger {self.brain.config.trigger.kind}", model=model.model_id, precision=model.precision)
+        self._report_precision(model)
         capturer = Capturer(self.brain.config, self.hardware.trigger, self.open_source)
         capturer.start()
         exit_code, reason = 0, "stopped"
@@ -370,12 +372,19 @@ class Station:
             self.hardware = build_hardware(config)  # an error here ends the run; systemd restarts with the new config
         self.brain = brain
         self._close_outputs([o for o in old.outputs if o not in self.extra_outputs])
-        self._event("reload", f"reloaded {self.config_path}: model {brain.model.model_id[:12]}", model=brain.model.model_id)
+        self._event("reload", f"reloaded {self.config_path}: model {brain.model.model_id[:12]} at {brain.model.precision}",
+                    model=brain.model.model_id, precision=brain.model.precision)
+        self._report_precision(brain.model)
         self.notifier.ready(self._status_text(time.monotonic()))
         if hardware_changed:
             capturer = Capturer(config, self.hardware.trigger, self.open_source)
             capturer.start()
         return capturer
+
+    def _report_precision(self, model: Model) -> None:
+        if model.fallback:
+            failed = ", ".join(t.requested for t in model.trials if not t.passed)
+            self._event("precision", f"{model.folder.path}: {model.fallback}", failed=failed, precision=model.precision)
 
     def _close_outputs(self, outputs: list[Output]) -> None:
         for output in outputs:

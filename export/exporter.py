@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import sys
@@ -18,9 +17,9 @@ import numpy as np
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.model import Model
-from inspectd.daemon.model_folder import METADATA_FILE, SCHEMA, SCHEMA_VERSION, read_model_folder, sha256_of
+from inspectd.daemon.model_folder import METADATA_FILE, SCHEMA, SCHEMA_VERSION, SELFTEST_FILE, read_model_folder, sha256_of
 
-from . import calibration, verify
+from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
 from .graph import MAP_OUTPUT, SCORE_OUTPUT, export_ir
 
@@ -99,7 +98,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
     export_ir(checkpoint, work)
     meta = _metadata(work, checkpoint)
     _write(work, meta)
-    model = Model(read_model_folder(work))
+    model = Model(read_model_folder(work, provisional=True), precision="f32", self_test=False)
 
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames()
     if not samples:
@@ -143,35 +142,52 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
             f"({', '.join(result['flipped_frames'][:3])}), max score error {result['max_relative_score_error'] * 100:.2f}% "
             f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
-    meta["runtime"].update(_faster_precisions(work, scores, frames, threshold, max_score_error, progress))
+    meta["runtime"].update(_precision_checks(work, scores, frames, threshold, max_score_error, result, progress))
+    meta["self_test"] = selftest.write(work, frames, scores, threshold, model.folder.preprocessing, max_score_error, max_score_error / 2)
+    meta["files"][SELFTEST_FILE] = _file_entry(work / SELFTEST_FILE)
     _write(work, meta)
+    final = Model(read_model_folder(work))  # the folder as the station loads it, self-test included
+    for trial in final.trials:
+        progress(trial.summary())
     return meta
 
 
-def _faster_precisions(work: Path, scores, frames: list, threshold: float, max_score_error: float, progress) -> dict:
-    """Verify bf16 and f16 inference too; the runtime may use those that keep parity with margin.
+def _precision_checks(work: Path, scores, frames: list, threshold: float, max_score_error: float, f32_result: dict, progress) -> dict:
+    """bf16 and f16, verified only where this CPU really runs them.
 
-    Accepted: no verdict flips and at most half the score error the export allows. OpenVINO
-    on a given x86 CPU emulates or runs these precisions; ARM kernels differ in detail, which
-    the margin is for.
+    An x86 CPU without native bf16/f16 compiles them as f32 without a word; that is read back
+    from the compiled model and recorded as "not-checked": the station's self-test decides on
+    the device. Where they really run: "verified" with no verdict flips and at most half the
+    score error the export allows (the margin covers frames the self-test does not hold), else
+    "refused", which the runtime then does not try.
     """
-    folder = read_model_folder(work)
-    checks, accepted = {}, []
+    folder = read_model_folder(work, provisional=True)
+    checks = {"f32": {"status": "verified", "executed_as": "f32", "max_relative_score_error": f32_result["max_relative_score_error"],
+                      "verdict_flips": f32_result["verdict_flips"]}}
+    verified = []
     for precision in ("bf16", "f16"):
-        model = Model(dataclasses.replace(folder, verified_precisions=(precision,)), precision=precision)
+        model = Model(folder, precision=precision, self_test=False)
+        if model.precision != precision:
+            checks[precision] = {"status": "not-checked", "executed_as": model.precision,
+                                 "why": f"this CPU compiles {precision} as {model.precision}; the station's self-test decides where it runs"}
+            progress(f"{precision}: not checked on this machine (the CPU runs it as {model.precision}); the station's self-test decides on the device")
+            continue
         try:
             exported = verify.exported_scores(model, frames)
         except InspectdError as exc:  # a non-finite score: the precision overflows
-            checks[precision] = {"accepted": False, "why": str(exc).split(": ", 1)[-1][:120]}
+            checks[precision] = {"status": "refused", "executed_as": precision, "why": str(exc).split(": ", 1)[-1][:120]}
+            progress(f"{precision}: refused ({checks[precision]['why']})")
             continue
         error = float(np.abs(exported - scores.reference).max() / threshold)
         flips = int(((exported > threshold) != (scores.exported > threshold)).sum())
         ok = flips == 0 and error <= max_score_error / 2
-        checks[precision] = {"accepted": ok, "max_relative_score_error": error, "verdict_flips": flips}
+        checks[precision] = {"status": "verified" if ok else "refused", "executed_as": precision,
+                             "max_relative_score_error": error, "verdict_flips": flips}
         if ok:
-            accepted.append(precision)
-        progress(f"{precision}: max score error {error * 100:.3f}% of the threshold, {flips} flips: {'verified' if ok else 'not used'}")
-    return {"verified_precisions": [*accepted, "f32"], "precision_checks": checks}
+            verified.append(precision)
+        progress(f"{precision}: max score error {error * 100:.3f}% of the threshold, {flips} flips: {'verified' if ok else 'refused'}")
+    return {"verified_precisions": [*verified, "f32"], "precision_checks": checks,
+            "checked_on": {"cpu": model.device_name, "openvino": _version("openvino")}}
 
 
 def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:
@@ -209,8 +225,12 @@ def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:
             "torch": _version("torch"),
             **checkpoint.versions,
         },
-        "files": {name: {"sha256": sha256_of(work / name), "bytes": (work / name).stat().st_size} for name in ("model.xml", "model.bin")},
+        "files": {name: _file_entry(work / name) for name in ("model.xml", "model.bin")},
     }
+
+
+def _file_entry(path: Path) -> dict:
+    return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
 def _write(work: Path, meta: dict) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from inspectd.daemon.images import read_image
 from inspectd.daemon.model import Model
+from inspectd.daemon.selftest import coarse_map
 
 from .checkpoint import PadimCheckpoint
 
@@ -36,6 +37,7 @@ class Scores:
     exported: np.ndarray
     map_correlation: np.ndarray
     map_max_delta: np.ndarray
+    reference_maps: np.ndarray  # (frames, COARSE_MAP, COARSE_MAP): the torch maps, area-averaged, for the self-test
 
 
 def synthetic_frames(seed: int = 0) -> list[Frame]:
@@ -66,23 +68,27 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
 
 def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], progress: Callable[[str], None]) -> Scores:
     transform = checkpoint.preprocess.transform()
-    names, reference, exported, correlation, max_delta = [], [], [], [], []
+    names, reference, exported, correlation, max_delta, coarse = [], [], [], [], [], []
     for number, frame in enumerate(frames, 1):
         ref_score, ref_map = _reference(checkpoint, frame, transform)
-        pixels = frame.pixels if frame.pixels is not None else read_image(frame.path)
-        result = model.infer(pixels, frame.name)
+        result = model.infer(pixels_of(frame), frame.name)
         names.append(frame.name)
         reference.append(ref_score)
         exported.append(result.score)
         correlation.append(float(np.corrcoef(ref_map.ravel(), result.model_map.ravel())[0, 1]))
         max_delta.append(float(np.abs(ref_map - result.model_map).max()))
+        coarse.append(coarse_map(ref_map))
         if number % 10 == 0 or number == len(frames):
             progress(f"verified {number}/{len(frames)} frames against the torch model")
-    return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta))
+    return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta), np.array(coarse))
+
+
+def pixels_of(frame: Frame) -> np.ndarray:
+    return frame.pixels if frame.pixels is not None else read_image(frame.path)
 
 
 def exported_scores(model: Model, frames: list[Frame]) -> np.ndarray:
-    return np.array([model.infer(f.pixels if f.pixels is not None else read_image(f.path), f.name).score for f in frames])
+    return np.array([model.infer(pixels_of(f), f.name).score for f in frames])
 
 
 def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> float | None:

@@ -35,8 +35,37 @@ def infer_json(model: Path, images: list[Path]) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def assert_precisions_recorded_only_where_they_ran(meta: dict) -> None:
+    """bf16/f16 count as verified only if this CPU really executed them (an AVX2-only CPU runs them as f32)."""
+    import openvino as ov
+
+    native = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    runtime = meta["runtime"]
+    for precision, capability in (("bf16", "BF16"), ("f16", "FP16")):
+        check = runtime["precision_checks"][precision]
+        if capability in native:
+            assert check["executed_as"] == precision and check["status"] in ("verified", "refused")
+        else:
+            assert check == {"status": "not-checked", "executed_as": "f32", "why": check["why"]}
+            assert precision not in runtime["verified_precisions"]
+    assert runtime["verified_precisions"][-1] == "f32" and runtime["precision_checks"]["f32"]["status"] == "verified"
+
+
+def assert_self_test_holds_real_frames(folder: Path, meta: dict) -> None:
+    frames = meta["self_test"]["frames"]
+    assert 3 <= len(frames) <= 8 and len(set(frames)) == len(frames)
+    with np.load(folder / "selftest.npz") as data:
+        assert data["inputs"].shape == (len(frames), meta["input"]["height"], meta["input"]["width"], 3)
+        scores = data["reference_scores"]
+    threshold = meta["threshold"]["value"]
+    assert (scores > threshold).any() and (scores <= threshold).any()  # both sides of the threshold
+    assert (folder / "selftest.npz").stat().st_size < 5_000_000
+
+
 def test_plain_anomalib_cookie_checkpoint_matches_torch(cookie_checkpoint, cookie_model, cookie):
     meta = json.loads((cookie_model / "inspectd.json").read_text())
+    assert_precisions_recorded_only_where_they_ran(meta)
+    assert_self_test_holds_real_frames(cookie_model, meta)
     verification = meta["verification"]
     assert verification["passed"] and verification["verdict_flips"] == 0
     assert verification["frames"] == 46
@@ -130,6 +159,10 @@ def test_lite0_offline_cookie_auroc(cookie, tmp_path):
     result = run_cli("train", cookie, "--out", tmp_path / "run", "--backbone", "tf_efficientnet_lite0", "--weights", "offline")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model.ckpt").is_file()
+    assert "self-test at f32: passed" in result.stderr
+    meta = json.loads((tmp_path / "run" / "model" / "inspectd.json").read_text())
+    assert_precisions_recorded_only_where_they_ran(meta)
+    assert_self_test_holds_real_frames(tmp_path / "run" / "model", meta)
     images = sorted((cookie / "test").glob("*/*.jpg"))
     records = infer_json(tmp_path / "run" / "model", images)
     scores = np.array([r["score"] for r in records])

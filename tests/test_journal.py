@@ -35,7 +35,9 @@ START = "0f12c7ed6efb4275beec27b55c91abde"
 STOP = "4524c69a4ea1475bbf70cdc8b03c4973"
 RELOAD = "960be9cf77f44ea886f0c8ff08625ec6"
 SUMMARY = "b2b7174efc2f4cce9b3c917ef77d620a"
-DOCUMENTED_IDS = {"verdict": VERDICT, "fault": FAULT, "start": START, "stop": STOP, "reload": RELOAD, "summary": SUMMARY}
+PRECISION_FALLBACK = "7ce843afd9d44cf6a483da1844086b4a"
+DOCUMENTED_IDS = {"verdict": VERDICT, "fault": FAULT, "start": START, "stop": STOP, "reload": RELOAD, "summary": SUMMARY,
+                  "precision": PRECISION_FALLBACK}
 
 
 def _systemd_python_reason() -> str | None:
@@ -182,6 +184,7 @@ def check_start_and_stop(run: Run, model_id: str, frames: int, rejects: int) -> 
     assert len(starts) == 1 and len(stops) == 1
     assert run.records[0] is starts[0], "the start record comes first"
     assert starts[0]["INSPECTD_MODEL"] == model_id
+    assert starts[0]["INSPECTD_PRECISION"] in ("f32", "f16", "bf16") and f"at {starts[0]['INSPECTD_PRECISION']}" in starts[0]["MESSAGE"]
     assert stops[0]["INSPECTD_FRAMES"] == str(frames)
     assert stops[0]["INSPECTD_REJECTS"] == str(rejects)
     stop_at = run.records.index(stops[0])

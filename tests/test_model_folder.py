@@ -86,6 +86,12 @@ def test_corrupt_metadata(folder, image):
         (lambda m: m["model"].update(type="patchcore"), "model.type"),
         (lambda m: m["runtime"].update(inference_precision="int4"), "runtime.inference_precision"),
         (lambda m: m["input"].update(width=300), "preprocess"),
+        (lambda m: m["threshold"].update(value=0), "threshold.value"),
+        (lambda m: m["threshold"].update(value=-3.5), "threshold.value"),
+        (lambda m: m.pop("self_test"), "self_test"),
+        (lambda m: m["self_test"].update(frames=[]), "self_test.frames"),
+        (lambda m: m["self_test"].update(max_relative_error=float("inf")), "self_test.max_relative_error"),
+        (lambda m: m["runtime"]["precision_checks"]["f16"].update(status="maybe"), "runtime.precision_checks.f16"),
     ],
 )
 def test_bad_field(folder, image, change, field):
@@ -97,14 +103,94 @@ def test_not_a_folder(tmp_path, image):
     refused(tmp_path / "nowhere", image, "model folder not found")
 
 
-def test_unverified_precision_is_refused(demo_model):
-    """The demo's Lite0 distances overflow f16: the export did not verify it, so the runtime refuses it."""
-    from inspectd.daemon.errors import InspectdError
+def rewrite_self_test(folder: Path, change) -> None:
+    """Change selftest.npz and record its new sha256, as a consistent (but wrong) export would."""
+    from inspectd.daemon.model_folder import sha256_of
+
+    path = folder / "selftest.npz"
+    with np.load(path) as data:
+        arrays = {key: data[key].copy() for key in data.files}
+    change(arrays)
+    np.savez_compressed(path, **arrays)
+    edit_metadata(folder, lambda meta: meta["files"]["selftest.npz"].update(sha256=sha256_of(path)))
+
+
+def test_self_test_runs_at_load_at_the_precision_used(demo_model):
+    from inspectd.daemon.model import NATIVE_SUPPORT, Model
+
+    model = Model.load(demo_model)
+    assert model.trials and model.trials[-1].passed
+    assert model.trials[-1].executed == model.precision
+    assert model.trials[-1].frames == len(json.loads((demo_model / "inspectd.json").read_text())["self_test"]["frames"]) >= 3
+    assert model.trials[-1].max_score_error <= model.trials[-1].limit
+    import openvino as ov
+
+    native = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    for precision, capability in NATIVE_SUPPORT.items():
+        if capability not in native:  # never "used" where it would silently run as f32
+            assert precision not in [t.requested for t in model.trials]
+
+
+def test_a_precision_this_cpu_does_not_run_is_reported_as_what_it_runs(demo_model):
+    import openvino as ov
+
     from inspectd.daemon.model import Model
 
-    meta = json.loads((demo_model / "inspectd.json").read_text())
-    assert meta["runtime"]["verified_precisions"] == ["f32"]
-    assert meta["runtime"]["precision_checks"]["f16"]["accepted"] is False
-    with pytest.raises(InspectdError, match="model.precision 'f16' was not verified"):
-        Model.load(demo_model, precision="f16")
-    assert Model.load(demo_model).precision == "f32"
+    if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU runs f16 natively")
+    model = Model.load(demo_model, precision="f16")
+    assert model.precision == "f32"
+    assert model.trials[0].requested == "f16" and model.trials[0].executed == "f32"
+    assert "runs as f32 here" in model.trials[0].summary()
+
+
+def test_self_test_failing_at_every_precision_exits_78(folder, image, tmp_path):
+    """References 3% of the threshold off: the folder does not fit this device, at any precision."""
+    threshold = json.loads((folder / "inspectd.json").read_text())["threshold"]["value"]
+    rewrite_self_test(folder, lambda a: a.update(reference_scores=(a["reference_scores"] + 0.03 * threshold).astype(np.float32)))
+    result = run_cli("infer", folder, image)
+    assert result.returncode == 78, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "self-test fails on this device at every precision" in line and "f32: score error" in line
+    config = tmp_path / "station.toml"
+    config.write_text(f'[model]\npath = "{folder}"\n[source]\nkind = "directory"\npath = "{tmp_path}"\n[archive]\nenabled = false\n')
+    result = run_cli("check", "--config", config)
+    assert result.returncode == 78 and "self-test fails" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (lambda a: a.update(reference_maps=a["reference_maps"] + np.float32(1e6)), "anomaly-map error"),
+        (lambda a: a["reference_scores"].__setitem__(0, a["reference_scores"][0] * -1.0), "verdict flip"),
+    ],
+)
+def test_self_test_catches_maps_and_flips(folder, image, change, expected):
+    rewrite_self_test(folder, change)
+    result = run_cli("infer", folder, image)
+    assert result.returncode == 78 and expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda a: a.update(inputs=a["inputs"][:, :64]),
+        lambda a: a.update(reference_scores=np.full_like(a["reference_scores"], np.nan)),
+        lambda a: a.update(inputs=a["inputs"].astype(np.float64)),
+        lambda a: a.pop("reference_maps"),
+    ],
+)
+def test_malformed_self_test(folder, image, change):
+    rewrite_self_test(folder, change)
+    refused(folder, image, "selftest.npz", "copy")
+
+
+def test_tampered_self_test_is_caught_by_its_sha256(folder, image):
+    (folder / "selftest.npz").write_bytes(b"PK not really")
+    refused(folder, image, "selftest.npz", "sha256")
+
+
+def test_a_folder_from_before_the_self_test_is_refused(folder, image):
+    edit_metadata(folder, lambda meta: (meta.update(schema_version=1), meta.pop("self_test")))
+    line = refused(folder, image, "schema_version", "before the on-device self-test", "inspectd export")
+    assert "re-export" in line

@@ -27,8 +27,9 @@ MESSAGE_IDS = {
     "stop": "4524c69a4ea1475bbf70cdc8b03c4973",
     "reload": "960be9cf77f44ea886f0c8ff08625ec6",
     "summary": "b2b7174efc2f4cce9b3c917ef77d620a",
+    "precision": "7ce843afd9d44cf6a483da1844086b4a",
 }
-PRIORITY = {"REJECT": 4, "PASS": 6, "fault": 3, "start": 5, "stop": 5, "reload": 5, "summary": 6}
+PRIORITY = {"REJECT": 4, "PASS": 6, "fault": 3, "start": 5, "stop": 5, "reload": 5, "summary": 6, "precision": 4}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
