@@ -95,15 +95,15 @@ def _anomalib_exports(checkpoint: Path, work: Path) -> dict:
 def _load(contender: str, paths: dict):
     """Returns (predict(frame_bgr) -> None, model files, pipelined-fps function or None)."""
     if contender == "inspectd":
-        from inspectd.daemon.model import Model
+        from inspectd.daemon.runtime.model import Model
 
         model = Model.load(paths["inspectd_model"])
         return (lambda frame: model.infer(frame)), _files(paths["inspectd_model"]), None
     if contender == "daemon":
         return _daemon(paths)
     if contender == "bare-ir":
-        from inspectd.daemon.model import Model
-        from inspectd.daemon.preprocess import prepare as preprocess
+        from inspectd.daemon.runtime.model import Model
+        from inspectd.daemon.runtime.preprocess import prepare as preprocess
 
         model = Model.load(paths["inspectd_model"])  # the same compiled graph and precision as inspectd
         ready = {}
@@ -138,12 +138,12 @@ def _daemon(paths: dict):
     """The station's own per-frame cycle and its pipelined rate, outputs included."""
     import io
 
-    from inspectd.daemon.config import Config, GpioConfig, JournalConfig, ModelConfig, RejectLineConfig, ArchiveConfig, SourceConfig
-    from inspectd.daemon.outputs.journal import JournalOutput
-    from inspectd.daemon.outputs.memory import MemoryOutput
-    from inspectd.daemon.sources import Frame
-    from inspectd.daemon.sources.memory import MemorySource
-    from inspectd.daemon.station import Station
+    from inspectd.daemon.station.config import Config, GpioConfig, JournalConfig, ModelConfig, RejectLineConfig, ArchiveConfig, SourceConfig
+    from inspectd.daemon.station.outputs.journal import JournalOutput
+    from inspectd.daemon.station.outputs.memory import MemoryOutput
+    from inspectd.daemon.station.sources import Frame
+    from inspectd.daemon.station.sources.memory import MemorySource
+    from inspectd.daemon.station.loop import Station
 
     config = Config(model=ModelConfig(path=paths["inspectd_model"]), source=SourceConfig(kind="directory", path="."),
                     journal=JournalConfig(enabled=False), archive=ArchiveConfig(enabled=False),
@@ -172,7 +172,7 @@ def _files(folder: str | Path) -> int:
 def run_contender(contender: str, paths: dict, started_at: float) -> dict:
     # Imported in the child, before any model loads, alike for every contender: imported at the
     # top, inspectd.daemon would set its OPENBLAS_NUM_THREADS in the parent and so for anomalib too.
-    from inspectd.daemon.bench import peak_rss_mib
+    from inspectd.daemon.runtime.cost import peak_rss_mib
 
     frames = np.load(paths["frames"])
     predict, size, pipelined = _load(contender, paths)

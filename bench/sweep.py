@@ -56,8 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.daemon.images import list_images, read_image
-from inspectd.daemon.model import Model
+from inspectd.daemon.runtime.images import list_images, read_image
+from inspectd.daemon.runtime.model import Model
 from inspectd.export.calibration import image_auroc
 
 REPO = Path(__file__).resolve().parent.parent

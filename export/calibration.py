@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.images import list_images
+from inspectd.daemon.runtime.images import list_images
 
 NORMAL_QUANTILE = 0.99  # normal-only calibration: about 1 in 100 parts like these would be rejected
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.model_folder import sha256_of
+from inspectd.daemon.schema import sha256_of
 
 PADIM_KEYS = ("model.idx", "model.gaussian.mean", "model.gaussian.inv_covariance")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.model import Model
-from inspectd.daemon.model_folder import METADATA_FILE, SCHEMA, SCHEMA_VERSION, SELFTEST_FILE, read_model_folder, sha256_of
+from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.schema import METADATA_FILE, SCHEMA, SCHEMA_VERSION, SELFTEST_FILE, read_model_folder, sha256_of
 
 from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint

@@ -1,4 +1,4 @@
-"""The self-test a model folder carries (see inspectd.daemon.selftest, which replays it on the device).
+"""The self-test a model folder carries (see inspectd.daemon.runtime.selftest, which replays it on the device).
 
 A handful of the verification frames, chosen where a runtime is most likely to go wrong:
 the highest score (where f16 overflows first), the lowest, and those nearest the threshold
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.daemon.model_folder import SELFTEST_FILE, Preprocessing
-from inspectd.daemon.preprocess import prepare
+from inspectd.daemon.schema import SELFTEST_FILE, Preprocessing
+from inspectd.daemon.runtime.preprocess import prepare
 
 from .verify import Frame, Scores, pixels_of
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.images import list_images
+from inspectd.daemon.runtime.images import list_images
 
 from . import weights as backbone_weights
 from .exporter import atomic_folder, export_checkpoint

@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from inspectd.daemon.images import read_image
-from inspectd.daemon.model import Model
-from inspectd.daemon.selftest import coarse_map
+from inspectd.daemon.runtime.images import read_image
+from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.runtime.selftest import coarse_map
 
 from .checkpoint import PadimCheckpoint
 

@@ -230,7 +230,7 @@ def test_train_rejects_empty_folder(tmp_path):
 
 def test_train_on_a_plain_folder_of_good_images(tmp_path):
     """No defects, no MVTec layout: every 5th image calibrates a quantile threshold."""
-    from inspectd.daemon.synthetic import generate_station_dataset
+    from inspectd.daemon.demo.scene import generate_station_dataset
 
     data = generate_station_dataset(tmp_path / "station", n_train=20, n_test_good=0, n_test_per_size=0)
     result = run_cli("train", data / "train" / "good", "--out", tmp_path / "run", "--backbone", "resnet18", "--weights", "random", "--image-size", "64")

@@ -25,11 +25,11 @@ import pytest
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.gpio import GpioBackend, InputLine, OutputLine, open_backend
-from inspectd.daemon.gpio.memory_lines import MemoryGpio
-from inspectd.daemon.heartbeat import Heartbeat
-from inspectd.daemon.outputs.gpio_reject import RejectPulse
-from inspectd.daemon.triggers.gpio_trigger import GpioTrigger
-from inspectd.daemon.verdict import PASS, REJECT, Verdict
+from inspectd.daemon.gpio.memory import MemoryGpio
+from inspectd.daemon.gpio.heartbeat import Heartbeat
+from inspectd.daemon.gpio.reject import RejectPulse
+from inspectd.daemon.gpio.sensor import GpioTrigger
+from inspectd.daemon.station.verdict import PASS, REJECT, Verdict
 
 SLACK_S = 0.150  # how late a timer thread may be on a loaded test machine
 
@@ -76,7 +76,7 @@ def gpio():
 # The interface and the memory backend.
 
 
-@pytest.mark.parametrize("module", ["gpio", "gpio.memory_lines", "gpio.gpiod_lines", "heartbeat", "outputs.gpio_reject", "triggers.gpio_trigger"])
+@pytest.mark.parametrize("module", ["gpio", "gpio.memory", "gpio.libgpiod", "gpio.heartbeat", "gpio.reject", "gpio.sensor"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(f"inspectd.daemon.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
@@ -388,7 +388,7 @@ def test_unknown_chip_is_a_one_line_error():
 
 def test_list_chips_lists_what_exists():
     pytest.importorskip("gpiod", reason="gpiod not installed: pip install 'gpiod>=2.1'")
-    from inspectd.daemon.gpio.gpiod_lines import list_chips
+    from inspectd.daemon.gpio.libgpiod import list_chips
 
     chips = list_chips()
     devices = [p for p in Path("/dev").glob("gpiochip*") if not p.is_symlink()]
@@ -524,7 +524,7 @@ def test_gpio_sim_input_edges_and_trigger(sim_chip):
 
 
 def test_gpio_sim_errors_and_doctor(sim_chip):
-    from inspectd.daemon.gpio.gpiod_lines import list_chips
+    from inspectd.daemon.gpio.libgpiod import list_chips
 
     gpio = open_backend(sim_chip.label)
     with pytest.raises(InspectdError) as excinfo:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from inspectd.daemon.model import Model
-from inspectd.daemon.synthetic import generate_station_dataset
+from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.demo.scene import generate_station_dataset
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 from harness.journald import private_journald, unavailable_reason
-from inspectd.daemon.outputs.journal import MESSAGE_IDS
-from inspectd.daemon.synthetic import generate_station_dataset
+from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
+from inspectd.daemon.demo.scene import generate_station_dataset
 
 UNIT = "inspectd.service"
 CATALOG = ROOT / "systemd" / "inspectd.catalog"

@@ -105,7 +105,7 @@ def test_not_a_folder(tmp_path, image):
 
 def rewrite_self_test(folder: Path, change) -> None:
     """Change selftest.npz and record its new sha256, as a consistent (but wrong) export would."""
-    from inspectd.daemon.model_folder import sha256_of
+    from inspectd.daemon.schema import sha256_of
 
     path = folder / "selftest.npz"
     with np.load(path) as data:
@@ -116,7 +116,7 @@ def rewrite_self_test(folder: Path, change) -> None:
 
 
 def test_self_test_runs_at_load_at_the_precision_used(demo_model):
-    from inspectd.daemon.model import NATIVE_SUPPORT, Model
+    from inspectd.daemon.runtime.model import NATIVE_SUPPORT, Model
 
     model = Model.load(demo_model)
     assert model.trials and model.trials[-1].passed
@@ -134,7 +134,7 @@ def test_self_test_runs_at_load_at_the_precision_used(demo_model):
 def test_a_precision_this_cpu_does_not_run_is_reported_as_what_it_runs(demo_model):
     import openvino as ov
 
-    from inspectd.daemon.model import Model
+    from inspectd.daemon.runtime.model import Model
 
     if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU runs f16 natively")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import needs_export
-from inspectd.daemon.model_folder import Preprocessing
-from inspectd.daemon.preprocess import model_region, prepare, resize_antialias
+from inspectd.daemon.schema import Preprocessing
+from inspectd.daemon.runtime.preprocess import model_region, prepare, resize_antialias
 
 SIZES = [((768, 576), (256, 256)), ((667, 1000), (256, 256)), ((1334, 2000), (256, 256)),
          ((100, 90), (256, 256)), ((256, 256), (256, 256)), ((480, 640), (128, 192)), ((31, 1000), (256, 7))]

@@ -29,9 +29,9 @@ def test_runtime_runs_with_torch_and_anomalib_unimportable(demo_model, tmp_path)
         f"""
         import pkgutil, importlib, sys
         import inspectd.daemon
-        for module in pkgutil.iter_modules(inspectd.daemon.__path__):
-            importlib.import_module(f"inspectd.daemon.{{module.name}}")
-        from inspectd.daemon.synthetic import generate_station_dataset
+        imported = [importlib.import_module(m.name).__name__ for m in pkgutil.walk_packages(inspectd.daemon.__path__, "inspectd.daemon.") if not m.name.endswith("__main__")]
+        print("IMPORTED", len(imported), sorted(imported))
+        from inspectd.daemon.demo.scene import generate_station_dataset
         from inspectd.daemon.cli import main
         data = generate_station_dataset({str(tmp_path / "data")!r}, n_train=0, n_test_good=1, n_test_per_size=1)
         images = sorted(str(p) for p in (data / "test").glob("*/*.png"))
@@ -45,6 +45,11 @@ def test_runtime_runs_with_torch_and_anomalib_unimportable(demo_model, tmp_path)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
+    # every module of daemon/, sub-packages included, was imported under the guard
+    on_disk = {".".join(("inspectd.daemon", *p.relative_to(ROOT / "daemon").with_suffix("").parts)).removesuffix(".__init__")
+               for p in (ROOT / "daemon").rglob("*.py") if p.name != "__main__.py"}
+    imported = set(eval(result.stdout.split("IMPORTED", 1)[1].split(None, 1)[1].splitlines()[0]))
+    assert on_disk - {"inspectd.daemon"} <= imported, sorted(on_disk - imported)
     assert result.stdout.count('"verdict"') == 4  # one good and one stain of each size
     assert len(list((tmp_path / "heat").glob("*.png"))) == 4
     # the README's main job: the daemon replaying the demo station, one verdict line per image

@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 
 from conftest import DEMO_MODEL, ROOT
 from harness.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
-from inspectd.daemon.synthetic import generate_station_dataset
+from inspectd.daemon.demo.scene import generate_station_dataset
 
 _reason = unavailable_reason(DEFAULT_ROOT)
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container unavailable: {_reason}")
@@ -98,7 +98,7 @@ def inspectd_wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("inspectd-wheel")
     source = tmp / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "results", "models", "bench"))  # fmt: skip
+        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "results", "bench", "demo-data"))  # fmt: skip
     out = tmp / "wheel"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
                            capture_output=True, text=True)  # fmt: skip

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from inspectd.daemon.config import load
-from inspectd.daemon.outputs.memory import MemoryOutput
-from inspectd.daemon.station import Station
-from inspectd.daemon.synthetic import generate_station_dataset
+from inspectd.daemon.station.config import load
+from inspectd.daemon.station.outputs.memory import MemoryOutput
+from inspectd.daemon.station.loop import Station
+from inspectd.daemon.demo.scene import generate_station_dataset
 
 
 @pytest.fixture(scope="module")

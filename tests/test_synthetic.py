@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspectd.daemon.synthetic import generate_station_dataset
+from inspectd.daemon.demo.scene import generate_station_dataset
 
 SIZES = ("small", "medium", "large")
 COUNTS = {"n_train": 3, "n_test_good": 3, "n_test_per_size": 4}

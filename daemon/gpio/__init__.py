@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..errors import InspectdError
+from inspectd.daemon.errors import InspectdError
 
 BIASES = ("disabled", "pull-up", "pull-down", "as-is")
 
@@ -70,10 +70,10 @@ class GpioBackend(Protocol):
 def open_backend(chip: str, *, key: str = "gpio.chip") -> GpioBackend:
     """``"memory"``: a new MemoryGpio; anything else: the libgpiod v2 chip of that name, path or label."""
     if chip == "memory":
-        from .memory_lines import MemoryGpio
+        from inspectd.daemon.gpio.memory import MemoryGpio
 
         return MemoryGpio()
-    from .gpiod_lines import GpiodBackend
+    from inspectd.daemon.gpio.libgpiod import GpiodBackend
 
     return GpiodBackend(chip, key=key)
 

@@ -1,0 +1,35 @@
+"""The ``inspectd`` command: one module per command, each with ``add_to(commands)`` and ``run(args)``.
+
+Station commands (run, check, doctor, bench, infer, demo) need only the runtime; the workstation
+commands (train, export) import ``inspectd.export`` when they run and say how to install it
+when it is missing. Every error a user can cause prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from inspectd.daemon.cli import bench, check, demo, doctor, infer, run, workstation
+from inspectd.daemon.errors import InspectdError
+
+COMMANDS = (infer, workstation, run, check, doctor, bench, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_to(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InspectdError as exc:
+        print(f"inspectd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,5 @@
+import sys
+
+from inspectd.daemon.cli import main
+
+sys.exit(main())

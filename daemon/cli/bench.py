@@ -1,0 +1,77 @@
+"""``inspectd bench MODEL_DIR``: the figures to check on the station itself (no torch needed).
+
+Prints the OpenVINO device, the inference precision in use and how the load chose it (the
+self-test at each precision tried; OpenVINO's own default: f16 on ARM), load time split into
+read, compile and self-test, pre-processing and inference latency (median, p95) for frames of
+the camera's size, the frame rate, peak memory, and the graph's cost per frame from which
+README.md projects each configuration's latency on a Raspberry Pi 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def add_to(commands) -> None:
+    parser = commands.add_parser("bench", help="latency, precision and memory of a model folder on this device")
+    parser.add_argument("model_dir", metavar="MODEL_DIR")
+    parser.add_argument("--width", type=int, default=1536, help="frame width (the camera's; default 1536)")
+    parser.add_argument("--height", type=int, default=864)
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "f16"))
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(measure(args.model_dir, args.width, args.height, args.frames, args.precision))
+    return 0
+
+
+def measure(model_dir: str, width: int, height: int, frames: int, precision: str) -> str:
+    import openvino as ov
+
+    from inspectd.daemon.runtime.cost import graph_cost, peak_rss_mib
+    from inspectd.daemon.runtime.model import Model
+    from inspectd.daemon.runtime.preprocess import prepare
+
+    start = time.perf_counter()
+    model = Model.load(model_dir, precision=precision)
+    load_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    spec = model.folder.preprocessing
+    for _ in range(3):
+        model.infer(frame)
+    pre, total = [], []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        prepare(frame, spec)
+        t1 = time.perf_counter()
+        model.infer(frame)
+        t2 = time.perf_counter()
+        pre.append((t1 - t0) * 1000)
+        total.append((t2 - t1) * 1000)
+    gmacs, megabytes = graph_cost(model)
+    core = ov.Core()
+    meta = model.folder.metadata
+    lines = [
+        f"model        {model.folder.path}: PaDiM {meta['model']['backbone']} {spec.input_width}x{spec.input_height}, "
+        f"{meta['model']['feature_positions']} positions x {meta['model']['n_features']} features",
+        f"openvino     {ov.__version__}, device CPU: {core.get_property('CPU', 'FULL_DEVICE_NAME')}",
+        f"precision    {model.precision} in use (OpenVINO's own default here: "
+        f"{core.get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()}; verified at export: "
+        f"{', '.join(model.folder.verified_precisions)})",
+        *(f"             {line}" for line in model.precision_report()),
+        f"load         {load_s:.2f} s: read + sha256 {model.timings['read_s']:.2f} s, compile {model.timings['compile_s']:.2f} s, "
+        f"self-test {model.timings['self_test_s']:.2f} s",
+        f"frame        {width}x{height}, {frames} frames after 3 warm-up",
+        f"pre-process  median {np.median(pre):.2f} ms, p95 {np.percentile(pre, 95):.2f} ms",
+        f"infer        median {np.median(total):.2f} ms, p95 {np.percentile(total, 95):.2f} ms (pre-process + graph), "
+        f"{1000 / np.mean(total):.1f} frames/s",
+        f"graph cost   {gmacs:.2f} GMAC per frame, {megabytes:.0f} MB of weights on disk (read every frame: the Mahalanobis step)",
+        f"peak memory  {peak_rss_mib():.0f} MiB",
+    ]
+    return "\n".join(lines)

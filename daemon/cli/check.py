@@ -1,0 +1,31 @@
+"""``inspectd check``: validate the configuration and load the model folder (self-test included), then exit."""
+
+from __future__ import annotations
+
+import argparse
+
+from inspectd.daemon.station.config import DEFAULT_PATH
+
+
+def add_to(commands) -> None:
+    parser = commands.add_parser("check", help="validate the configuration and the model folder, then exit")
+    parser.add_argument("--config", default=str(DEFAULT_PATH), metavar="FILE")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspectd.daemon.station.config import load
+    from inspectd.daemon.station.loop import build_brain
+
+    config = load(args.config)
+    brain = build_brain(config, [], lambda message: None)
+    for output in brain.outputs:
+        output.close()
+    model = brain.model
+    folder = model.folder
+    print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
+          f"({folder.metadata['model']['backbone']}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
+          f"threshold {brain.decision.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
+    for line in model.precision_report():
+        print(f"  {line}")
+    return 0

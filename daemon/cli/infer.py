@@ -1,0 +1,68 @@
+"""``inspectd infer MODEL_DIR IMAGE...``: score image files with a model folder, one line (or JSON object) each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inspectd.daemon.errors import InspectdError
+
+
+def add_to(commands) -> None:
+    parser = commands.add_parser("infer", help="score images with a model folder")
+    parser.add_argument("model_dir", metavar="MODEL_DIR")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--heatmap-dir", metavar="DIR", help="write <image>_heatmap.png (original | overlay) here")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspectd.daemon.runtime.heatmap import overlay
+    from inspectd.daemon.runtime.images import read_image, write_png
+    from inspectd.daemon.runtime.model import Model
+
+    model = Model.load(args.model_dir)
+    if model.fallback:
+        print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
+    if args.heatmap_dir:
+        Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
+    failures = 0
+    heatmap_names: set[str] = set()
+    for image in args.images:
+        try:
+            frame = read_image(image)
+            result = model.infer(frame, image)
+            heatmap = None
+            if args.heatmap_dir:
+                heatmap = Path(args.heatmap_dir) / heatmap_name(Path(image), heatmap_names)
+                write_png(heatmap, overlay(frame, result))
+        except InspectdError as exc:
+            failures += 1
+            print(f"inspectd: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"image": image, "error": str(exc)}), flush=True)
+            continue
+        verdict = "REJECT" if result.anomalous else "PASS"
+        if args.json:
+            record = {"image": image, "verdict": verdict, "score": round(result.score, 6), "threshold": round(result.threshold, 6),
+                      "anomalous": result.anomalous, "latency_ms": round(result.latency_ms, 3)}
+            if heatmap:
+                record["heatmap"] = str(heatmap)
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
+    return 1 if failures else 0
+
+
+def heatmap_name(image: Path, used: set[str]) -> str:
+    """<folder>_<name>_heatmap.png: test/good/000.png and test/stain/000.png must not overwrite each other."""
+    stem = f"{image.parent.name}_{image.stem}" if image.parent.name else image.stem
+    name, number = f"{stem}_heatmap.png", 1
+    while name in used:
+        number += 1
+        name = f"{stem}_{number}_heatmap.png"
+    used.add(name)
+    return name

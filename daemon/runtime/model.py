@@ -1,0 +1,197 @@
+"""The runtime model: a model folder compiled with OpenVINO, turning a frame into a verdict.
+
+    >>> model = Model.load("models/demo-mug")                     # doctest: +SKIP
+    >>> result = model.infer(read_image("part.png"))              # doctest: +SKIP
+    >>> print(result.score, result.threshold, result.anomalous)   # doctest: +SKIP
+    >>> heat = result.anomaly_map()    # same height x width as the frame  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspectd.daemon.errors import EX_CONFIG, InspectdError
+from inspectd.daemon.schema import ModelFolder, read_model_folder
+from inspectd.daemon.runtime.preprocess import check_frame, model_region, prepare
+from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
+
+
+@dataclass
+class Inspection:
+    """One frame's result. ``score`` and ``threshold`` are raw PaDiM scores (same units)."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    latency_ms: float  # pre-processing + inference, frame already in memory
+    model_map: np.ndarray = field(repr=False)  # anomaly map at the model's input resolution
+    frame_size: tuple[int, int]  # (height, width)
+    region: tuple[float, float, float, float]  # part of the frame the model saw: top, left, bottom, right
+
+    def anomaly_map(self) -> np.ndarray:
+        """The anomaly map at the frame's own resolution (0 outside a centre crop)."""
+        height, width = self.frame_size
+        top, left, bottom, right = self.region
+        if (top, left, bottom, right) == (0.0, 0.0, float(height), float(width)):
+            return cv2.resize(self.model_map, (width, height), interpolation=cv2.INTER_LINEAR)
+        full = np.zeros((height, width), dtype=np.float32)
+        y0, x0, y1, x1 = int(round(top)), int(round(left)), int(round(bottom)), int(round(right))
+        full[y0:y1, x0:x1] = cv2.resize(self.model_map, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        return full
+
+
+PRECISIONS = ("bf16", "f16", "f32")  # fastest first
+# What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) to run a precision natively.
+NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
+
+
+class ModelDoesNotFit(InspectdError):
+    """The folder's self-test fails on this device even at f32: restarting will not help."""
+
+    exit_code = EX_CONFIG
+
+
+class Model:
+    """A compiled model folder. Not thread-safe: use one per inspection loop.
+
+    Precision is chosen on this device, by its self-test: "auto" tries the reduced precisions
+    the CPU runs natively (bf16 on recent x86, f16 on ARM: OpenVINO's defaults there), then
+    f32; a named precision is tried first, then the ones after it. Each candidate is compiled
+    and must pass the folder's self-test (no non-finite value, no verdict flip, error within
+    the limit) before it is used; PaDiM's squared distances overflow f16 on some backbones,
+    and an x86 export cannot see that. ``trials`` holds every self-test that ran, and
+    ``fallback`` says why a faster precision was not used. If f32 fails too the folder does
+    not fit this device: ModelDoesNotFit (exit 78).
+
+    ``self_test=False`` is for the export that is still making the folder (it has no
+    self-test yet): the named precision is compiled as it is, untested.
+    """
+
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", self_test: bool = True) -> None:
+        import openvino as ov  # lazy: keeps `inspectd --help` fast
+
+        self.folder = folder
+        self.threshold = folder.threshold.value
+        spec = folder.preprocessing
+        start = time.perf_counter()
+        cases = load_cases(folder) if self_test else None
+        core = ov.Core()
+        try:
+            graph = core.read_model(str(folder.xml_path))
+        except RuntimeError as exc:
+            raise InspectdError(f"{folder.xml_path}: OpenVINO cannot read it ({str(exc).splitlines()[0]}); re-export the model folder") from None
+        expected = [1, spec.input_height, spec.input_width, 3]
+        if len(graph.inputs) != 1 or graph.input(0).get_partial_shape() != ov.PartialShape(expected):
+            raise InspectdError(
+                f"{folder.xml_path}: graph input is {graph.input(0).get_partial_shape()} but inspectd.json says "
+                f"{expected}; the files come from different exports, copy the whole folder again"
+            )
+        names = {name for output in graph.outputs for name in output.get_names()}
+        for name in (folder.map_output, folder.score_output):
+            if name not in names:
+                raise InspectdError(f"{folder.xml_path}: has no output '{name}' named in inspectd.json outputs; re-export the model folder")
+        self.device_name = core.get_property(device, "FULL_DEVICE_NAME")
+        self.notes: list[str] = []  # precisions not tried, and why
+        self.trials: list[SelfTestResult] = []
+        self.timings = {"read_s": time.perf_counter() - start, "compile_s": 0.0, "self_test_s": 0.0}
+        for candidate in self._candidates(core, device, precision):
+            start = time.perf_counter()
+            compiled = core.compile_model(graph, device, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": candidate})
+            self.timings["compile_s"] += time.perf_counter() - start
+            executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            if cases is None:
+                break
+            result = run_self_test(compiled, folder.map_output, folder.score_output, cases, candidate)
+            self.timings["self_test_s"] += result.seconds
+            self.trials.append(result)
+            if result.passed:
+                break
+        else:
+            tried = "; ".join(f"{t.requested}: {t.problem}" for t in self.trials)
+            raise ModelDoesNotFit(
+                f"{folder.path}: the model folder's self-test fails on this device at every precision ({tried}); the folder does not "
+                f"fit {self.device_name} with OpenVINO {ov.__version__}: re-export it with this OpenVINO version, or run "
+                f"'inspectd doctor' on this device"
+            )
+        self.precision = executed  # what OpenVINO really runs, not what was asked
+        self.compiled = compiled
+        self.request = self.compiled.create_infer_request()
+        self.map_port = self.compiled.output(folder.map_output)
+        self.score_port = self.compiled.output(folder.score_output)
+
+    def _candidates(self, core, device: str, precision: str) -> list[str]:
+        if precision != "auto" and precision not in PRECISIONS:
+            raise InspectdError(f"model.precision '{precision}': use auto, {', '.join(PRECISIONS)}")
+        if self.folder.self_test is None:
+            if precision == "auto":
+                raise InspectdError(f"{self.folder.path}: has no self-test yet; name the precision to compile it untested")
+            return [precision]
+        capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+        first = PRECISIONS.index(precision) if precision != "auto" else 0
+        candidates = []
+        for candidate in PRECISIONS[first:]:
+            if candidate == precision or candidate == "f32":
+                candidates.append(candidate)
+            elif NATIVE_SUPPORT[candidate] not in capabilities:
+                self.notes.append(f"{candidate}: not native on this CPU, not tried")
+            elif candidate in self.folder.refused_precisions:
+                self.notes.append(f"{candidate}: not tried, the export ran it and refused it ({self._export_check(candidate)})")
+            else:
+                candidates.append(candidate)
+        return candidates
+
+    def _export_check(self, precision: str) -> str:
+        check = self.folder.metadata["runtime"]["precision_checks"].get(precision, {})
+        return str(check.get("why", "failed"))
+
+    @property
+    def fallback(self) -> str | None:
+        """Why the precision in use is not the first one tried; None when the first passed."""
+        failed = [t for t in self.trials if not t.passed]
+        if not failed:
+            return None
+        reasons = "; ".join(f"{t.requested} failed its self-test on this device: {t.problem}" for t in failed)
+        return f"{reasons}; running at {self.precision}"
+
+    def precision_report(self) -> list[str]:
+        """What the load decided, one line each: the self-tests that ran, what was not tried, the fallback."""
+        lines = [trial.summary() for trial in self.trials] + list(self.notes)
+        if self.fallback:
+            lines.append(f"fallback: {self.fallback}")
+        return lines
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto") -> Model:
+        return cls(read_model_folder(path), device, precision)
+
+    @property
+    def model_id(self) -> str:
+        """sha256 of model.bin: what journald records as INSPECTD_MODEL."""
+        return self.folder.model_sha256
+
+    def infer(self, frame: np.ndarray, name: str = "frame") -> Inspection:
+        """Score one BGR uint8 frame of any size."""
+        check_frame(frame, name)
+        start = time.perf_counter()
+        spec = self.folder.preprocessing
+        outputs = self.request.infer({0: prepare(frame, spec)})
+        score = float(np.asarray(outputs[self.score_port]).reshape(-1)[0])
+        model_map = np.asarray(outputs[self.map_port]).reshape(spec.input_height, spec.input_width).copy()
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        if not np.isfinite(score):
+            # Never let a NaN compare as "not above threshold" and pass a part.
+            raise InspectdError(f"{name}: the model produced a non-finite score ({score}); check the model folder with 'inspectd infer'")
+        return Inspection(
+            score=score,
+            threshold=self.threshold,
+            anomalous=bool(score > self.threshold),
+            latency_ms=latency_ms,
+            model_map=model_map,
+            frame_size=(frame.shape[0], frame.shape[1]),
+            region=model_region(frame.shape[0], frame.shape[1], spec),
+        )

@@ -1,0 +1,114 @@
+"""The model folder's self-test: parity proven on the device that inspects, at the precision it runs.
+
+Export keeps a handful of its verification frames as ready graph inputs (``selftest.npz``:
+the tensors inspectd's own pre-processing made, the torch model's score for each and a
+coarse copy of its anomaly map). At every load the runtime replays them through the
+compiled graph and compares. A precision that gives a non-finite value, a verdict flip or
+an error over the limit is not used on this device: the runtime falls back to the next one,
+down to f32 (see ``model.Model``). Nothing here knows about torch: the references are numbers.
+
+    >>> cases = load_cases(read_model_folder("models/demo-mug"))       # doctest: +SKIP
+    >>> result = run_self_test(compiled, cases, "f32")                   # doctest: +SKIP
+    >>> result.passed, result.problem                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.schema import ModelFolder
+COARSE_MAP = 16  # side of the coarse anomaly map kept per frame (area mean of the model's map)
+
+
+@dataclass(frozen=True)
+class SelfTestCases:
+    names: tuple[str, ...]
+    inputs: np.ndarray  # (N, H, W, 3) float32: graph inputs, ready to feed
+    reference_scores: np.ndarray  # (N,) the torch model's scores
+    reference_maps: np.ndarray  # (N, COARSE_MAP, COARSE_MAP) the torch model's maps, area-averaged
+    threshold: float  # the folder's threshold: verdicts are compared at it
+    limit: float  # largest score/map error allowed at f32, as a fraction of the threshold
+    reduced_limit: float  # the same for bf16/f16 (tighter: the self-test sees only a handful of frames)
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    requested: str  # the precision asked of OpenVINO
+    executed: str  # what the compiled model reports it runs (an x86 CPU without bf16/f16 runs f32)
+    frames: int
+    max_score_error: float  # fraction of the threshold
+    max_map_error: float
+    flips: int
+    limit: float
+    problem: str | None  # why it failed; None when it passed
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None
+
+    def summary(self) -> str:
+        head = f"self-test at {self.requested}" + (f" (runs as {self.executed} here)" if self.executed != self.requested else "")
+        if not self.passed:
+            return f"{head}: FAILED, {self.problem}"
+        return (f"{head}: passed on {self.frames} frames, score error {self.max_score_error * 100:.3f}% and map error "
+                f"{self.max_map_error * 100:.3f}% of the threshold (limit {self.limit * 100:g}%), 0 flips, {self.seconds * 1000:.0f} ms")
+
+
+def coarse_map(anomaly_map: np.ndarray) -> np.ndarray:
+    """The map area-averaged to COARSE_MAP x COARSE_MAP: enough to see a heatmap drift, small to store."""
+    plane = np.asarray(anomaly_map, dtype=np.float32).reshape(anomaly_map.shape[-2:])
+    return cv2.resize(plane, (COARSE_MAP, COARSE_MAP), interpolation=cv2.INTER_AREA)
+
+
+def load_cases(folder: ModelFolder) -> SelfTestCases:
+    """Read the folder's ``selftest.npz`` (its sha256 was checked with the folder's other files)."""
+    path, names, spec = folder.self_test_path, folder.self_test.frames, folder.preprocessing
+    input_shape = (spec.input_height, spec.input_width, 3)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            inputs, scores, maps = data["inputs"], data["reference_scores"], data["reference_maps"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise InspectdError(f"{path}: not a readable self-test ({str(exc).splitlines()[0]}); copy the model folder again") from None
+    count = len(names)
+    expected = {"inputs": (count, *input_shape), "reference_scores": (count,), "reference_maps": (count, COARSE_MAP, COARSE_MAP)}
+    for key, array in (("inputs", inputs), ("reference_scores", scores), ("reference_maps", maps)):
+        if array.shape != expected[key] or array.dtype != np.float32 or not np.isfinite(array).all():
+            raise InspectdError(f"{path}: '{key}' is {array.dtype} {list(array.shape)}, expected finite float32 {list(expected[key])}; "
+                                f"the files come from different exports, copy the whole folder again")
+    return SelfTestCases(names, inputs, scores, maps, folder.threshold.value, folder.self_test.limit, folder.self_test.reduced_limit)
+
+
+def run_self_test(compiled, map_output: str, score_output: str, cases: SelfTestCases, requested: str) -> SelfTestResult:
+    """Replay the cases through ``compiled`` (an OpenVINO CompiledModel) and judge them."""
+    executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    limit = cases.limit if executed == "f32" else cases.reduced_limit
+    request = compiled.create_infer_request()
+    map_port, score_port = compiled.output(map_output), compiled.output(score_output)
+    start = time.perf_counter()
+    score_errors, map_errors, flips, problem = [], [], 0, None
+    for name, tensor, reference, reference_map in zip(cases.names, cases.inputs, cases.reference_scores, cases.reference_maps):
+        outputs = request.infer({0: tensor[None]})
+        score = float(np.asarray(outputs[score_port]).reshape(-1)[0])
+        anomaly_map = np.asarray(outputs[map_port])
+        if not np.isfinite(score) or not np.isfinite(anomaly_map).all():
+            problem = problem or f"non-finite {'score' if not np.isfinite(score) else 'anomaly map'} ({score:g}) on {name}"
+            continue
+        score_errors.append(abs(score - reference) / cases.threshold)
+        map_errors.append(float(np.abs(coarse_map(anomaly_map) - reference_map).max()) / cases.threshold)
+        if (score > cases.threshold) != (reference > cases.threshold):
+            flips += 1
+            problem = problem or f"verdict flip on {name} (score {score:.4f}, torch {reference:.4f}, threshold {cases.threshold:.4f})"
+    worst_score, worst_map = max(score_errors, default=float("nan")), max(map_errors, default=float("nan"))
+    if problem is None and worst_score > limit:
+        problem = f"score error {worst_score * 100:.3f}% of the threshold (limit {limit * 100:g}%)"
+    if problem is None and worst_map > limit:
+        problem = f"anomaly-map error {worst_map * 100:.3f}% of the threshold (limit {limit * 100:g}%)"
+    return SelfTestResult(requested, executed, len(cases.names), worst_score, worst_map, flips, limit, problem,
+                          time.perf_counter() - start)

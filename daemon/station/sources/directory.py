@@ -1,0 +1,80 @@
+"""A folder of images: replayed once, in a loop, or watched for new files.
+
+    >>> source = DirectorySource("/srv/parts", mode="watch")   # doctest: +SKIP
+    >>> frame = source.read(timeout_s=0.5)                      # doctest: +SKIP
+
+Watch mode takes files that appear after start, oldest first, once they have not changed
+for WATCH_SETTLE_S (another system may still be writing them: writing under a temporary
+name and renaming into the folder is safest). An unreadable file is reported as a fault for
+that file (never a verdict) and the replay goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.runtime.images import IMAGE_SUFFIXES, list_images, read_image
+from inspectd.daemon.station.sources import BadFrame, Frame, SourceEnded
+
+WATCH_SETTLE_S = 0.2
+WATCH_POLL_S = 0.05
+
+
+class DirectorySource:
+    def __init__(self, path: str | Path, mode: str = "once") -> None:
+        self.folder, self.mode = Path(path), mode
+        if not self.folder.is_dir():
+            raise InspectdError(f"source.path: '{self.folder}' is not a folder; create it or point to the images")
+        self.name = f"directory:{self.folder}"
+        self.queue: list[Path] = [] if mode == "watch" else list_images(self.folder)
+        self.seen: set[str] = {p.name for p in list_images(self.folder)} if mode == "watch" else set()
+        if mode != "watch" and not self.queue:
+            raise InspectdError(f"source.path: '{self.folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or use mode = 'watch'")
+        self.position = 0
+
+    def read(self, timeout_s: float) -> Frame | None:
+        path = self._next_path(timeout_s)
+        if path is None:
+            return None
+        try:
+            pixels = read_image(path)
+        except InspectdError as exc:
+            raise BadFrame(str(exc)) from None
+        return Frame(pixels, path.name, time.monotonic())
+
+    def _next_path(self, timeout_s: float) -> Path | None:
+        if self.mode != "watch":
+            if self.position == len(self.queue):
+                if self.mode == "once":
+                    raise SourceEnded(f"replayed all {len(self.queue)} images of {self.folder}")
+                self.position = 0
+            self.position += 1
+            return self.queue[self.position - 1]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ready = self._settled_new_files()
+            if ready:
+                self.seen.add(ready[0].name)
+                return ready[0]
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(WATCH_POLL_S)
+
+    def _settled_new_files(self) -> list[Path]:
+        now = time.time()
+        fresh = []
+        for path in self.folder.iterdir():
+            if path.name in self.seen or path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                continue
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - modified >= WATCH_SETTLE_S:
+                fresh.append((modified, path.name, path))
+        return [path for _, _, path in sorted(fresh)]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,31 @@
+"""What flows from the model to the outputs: one verdict per inspected frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inspectd.daemon.runtime.model import Inspection
+
+PASS, REJECT = "PASS", "REJECT"
+
+
+@dataclass
+class Verdict:
+    frame: int  # monotonic frame number since the daemon started (INSPECTD_FRAME)
+    source: str  # where the frame came from, e.g. a file name or "picamera2" (INSPECTD_SOURCE)
+    verdict: str  # PASS or REJECT
+    score: float  # raw PaDiM score
+    threshold: float  # the threshold applied (the model's or the configured override)
+    latency_ms: float  # frame in memory -> decision
+    model_id: str  # sha256 of model.bin (INSPECTD_MODEL)
+    defect_area: int | None  # pixels above the pixel threshold, when a minimum area is configured
+    inspection: Inspection = field(repr=False)
+    pixels: np.ndarray = field(repr=False)  # the BGR frame, for the reject archive
+    archived: Path | None = None  # set by the archive output, read by the journal output
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict == REJECT
