@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspectd.daemon.errors import EX_CONFIG, InspectdError
+from inspectd.daemon.errors import InspectdError, ModelDoesNotFit
 from inspectd.daemon.schema import ModelFolder, read_model_folder
 from inspectd.daemon.runtime.preprocess import check_frame, model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
@@ -48,12 +48,6 @@ class Inspection:
 PRECISIONS = ("bf16", "f16", "f32")  # fastest first
 # What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) to run a precision natively.
 NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
-
-
-class ModelDoesNotFit(InspectdError):
-    """The folder's self-test fails on this device even at f32: restarting will not help."""
-
-    exit_code = EX_CONFIG
 
 
 class Model:

@@ -18,13 +18,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from inspectd.daemon.errors import EX_CONFIG, InspectdError
+from inspectd.daemon.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/inspectd/inspectd.toml")
-
-
-class ConfigError(InspectdError):
-    exit_code = EX_CONFIG
 
 
 @dataclass

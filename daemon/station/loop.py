@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspectd.daemon.station.config import Config, ConfigError, load
+from inspectd.daemon.errors import ConfigError
+from inspectd.daemon.station.config import Config, load
 from inspectd.daemon.station.decision import Decision
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.model import Model
