@@ -60,8 +60,7 @@ def prepare(work: Path, data: Path, checkpoint: Path | None, frames: int) -> dic
         if not checkpoint.exists():
             if not has_anomalib:
                 raise SystemExit("bench: no --checkpoint and no anomalib to train one; pass --checkpoint or --model")
-            sys.path.insert(0, str(ROOT / "tests"))
-            from conftest import train_plain_anomalib
+            from inspectd.export.baseline import train_plain_anomalib
 
             train_plain_anomalib(data, work, [str(p.relative_to(data)) for p in (data / "test").iterdir() if p.name != "good"])
     paths["checkpoint"] = str(checkpoint)

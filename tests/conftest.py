@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,22 +34,47 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
-def train_plain_anomalib(data: Path, out: Path, abnormal: list[str], validate: bool = True) -> Path:
-    """A PaDiM checkpoint the way a supervisor hands it over: plain anomalib, resnet18, random weights, 256x256."""
-    from anomalib.data import Folder
-    from anomalib.engine import Engine
-    from anomalib.models import Padim
+def checkpoint_cache() -> Path:
+    """Where trained checkpoints are kept between runs: the CI cache when writable, else the user's."""
+    for folder in (Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")), Path.home() / ".cache" / "inspectd-ci"):
+        try:
+            (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+            if os.access(folder / "checkpoints", os.W_OK):
+                return folder / "checkpoints"
+        except OSError:
+            continue
+    raise RuntimeError("no writable cache folder for trained checkpoints")
 
-    args = {"normal_test_dir": "test/good", "abnormal_dir": abnormal} if validate else {"test_split_mode": "none", "val_split_mode": "none"}
-    datamodule = Folder(name=data.name, root=data, normal_dir="train/good", train_batch_size=8, eval_batch_size=8, num_workers=0, seed=0, **args)
-    model = Padim(backbone="resnet18", layers=["layer1", "layer2", "layer3"], pre_trained=False)
-    no_validation = {} if validate else {"limit_val_batches": 0}
-    engine = Engine(accelerator="cpu", devices=1, default_root_dir=out / "engine", logger=False, enable_progress_bar=False, **no_validation)
-    engine.fit(model=model, datamodule=datamodule)
-    checkpoint = out / "model.ckpt"
-    engine.trainer.save_checkpoint(checkpoint)
-    shutil.rmtree(out / "engine", ignore_errors=True)
-    return checkpoint
+
+def _training_key(data: Path, abnormal: list[str], validate: bool) -> str:
+    """Everything the checkpoint depends on: the images (names and sizes), the arguments, the code and the versions."""
+    from importlib.metadata import version
+
+    import inspectd.export.baseline as baseline
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(data)}:{path.stat().st_size}\n".encode())
+    digest.update(json.dumps([sorted(abnormal), validate, version("torch"), version("anomalib")]).encode())
+    digest.update(Path(baseline.__file__).read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def train_plain_anomalib(data: Path, out: Path, abnormal: list[str], validate: bool = True) -> Path:
+    """inspectd.export.baseline's plain anomalib checkpoint, trained once per set of inputs and cached across runs.
+
+    Returns ``out/model.ckpt``, a copy: tests may do what they like with it.
+    """
+    from inspectd.export.baseline import train_plain_anomalib as train
+
+    cached = checkpoint_cache() / f"{data.name}-{_training_key(data, abnormal, validate)}.ckpt"
+    if not cached.is_file():
+        with tempfile.TemporaryDirectory(dir=cached.parent) as work:
+            checkpoint = train(data, Path(work), abnormal, validate)
+            checkpoint.rename(cached)  # same folder: atomic, so a killed run never leaves half a checkpoint
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached, out / "model.ckpt")
+    return out / "model.ckpt"
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +115,19 @@ def demo_model() -> Path:
     if not (DEMO_MODEL / "inspectd.json").is_file():
         pytest.fail(f"{DEMO_MODEL} is missing: the shipped demo model must be in the repository")
     return DEMO_MODEL
+
+
+# Tiers: `pytest -m unit` is the quick one (under a minute: no training, no daemons, no containers);
+# integration runs real daemons, real journald and trains on real images (checkpoints cached above);
+# system boots real systemd (nspawn), the emulated arm64 root and the packages.
+TIERS = {
+    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald"},
+    "system": {"test_service", "test_harness_nspawn", "test_arm64", "test_package"},
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        tier = next((name for name, modules in TIERS.items() if module in modules), "unit")
+        item.add_marker(getattr(pytest.mark, tier))
