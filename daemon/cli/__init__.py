@@ -12,8 +12,10 @@ import sys
 
 from inspectd.daemon.cli import bench, check, demo, doctor, infer, run, workstation
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.platform_check import problems
 
 COMMANDS = (infer, workstation, run, check, doctor, bench, demo)
+RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,5 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     except InspectdError as exc:
         print(f"inspectd: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in RUNTIME_PACKAGES:
+            raise
+        found = problems()
+        fix = found[0] if found else "reinstall the runtime (pip install inspectd, or the inspectd .deb)"
+        print(f"inspectd: cannot import {exc.name} ({exc}): {fix}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
