@@ -3,6 +3,7 @@ in-memory output, a real sd_notify socket, and the daemon as a real process for 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,9 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
+from inspectd.daemon.runtime.heatmap import overlay
 from inspectd.daemon.station.config import load
 from inspectd.daemon.station.outputs.memory import MemoryOutput
 from inspectd.daemon.station.loop import Station
@@ -87,6 +91,49 @@ def test_threshold_override_and_min_area(demo_model, station_images, tmp_path):
     memory = MemoryOutput()
     Station(load(tmp_path / "inspectd.toml"), extra_outputs=[memory]).run()
     assert not any(v.rejected for v in memory.verdicts) and all(v.threshold == 100000.0 for v in memory.verdicts)
+
+
+ACTED_ON_LABEL = {"REJECT": (0, 0, 255), "PASS": (0, 200, 0)}  # BGR of the label text in overlay()
+
+
+def label_colours(heatmap: np.ndarray) -> set[str]:
+    """Which verdict colours the label of a heatmap picture is written in (its right half: the overlay).
+
+    The blend is half the frame and half a colour map whose blue channel is never 0, so a pixel of
+    exactly (0, 0, 255) or (0, 200, 0) can only be label text.
+    """
+    blended = heatmap[:, heatmap.shape[1] // 2:]
+    return {verdict for verdict, bgr in ACTED_ON_LABEL.items() if np.all(blended == bgr, axis=-1).any()}
+
+
+def check_heatmaps_show_what_was_acted_on(verdicts) -> None:
+    for v in verdicts:
+        heatmap = cv2.imread(str(v.archived.with_name(v.archived.stem + "-heatmap.png")))
+        assert label_colours(heatmap) == {str(v.verdict)}, (v.source, v.verdict, label_colours(heatmap))
+        acted_on = dataclasses.replace(v.inspection, threshold=v.threshold, anomalous=v.rejected)
+        assert np.array_equal(heatmap, overlay(v.pixels, acted_on)), v.source
+
+
+def test_archived_heatmap_shows_the_verdict_and_threshold_acted_on(demo_model, station_images, tmp_path):
+    """A configured threshold, min_defect_area or confirm can overrule the model's own call: the
+    archived heatmap must be labelled with the verdict and threshold that drove the reject line."""
+    good = station_images / "test" / "good"
+    memory, _ = replay(tmp_path, demo_model, good, extra="pass_sample_every = 1")  # written under [archive]
+    assert not any(v.rejected for v in memory.verdicts)
+    model_threshold = memory.verdicts[0].threshold
+    # A configured threshold below every good mug's score: the model alone passes them, the station rejects them.
+    config_text = (tmp_path / "inspectd.toml").read_text().replace("[model]\n", f"[model]\nthreshold = {model_threshold / 100}\n")
+    (tmp_path / "inspectd.toml").write_text(config_text)
+    memory = MemoryOutput()
+    Station(load(tmp_path / "inspectd.toml"), extra_outputs=[memory]).run()
+    assert memory.verdicts and all(v.rejected and not v.inspection.anomalous for v in memory.verdicts)
+    check_heatmaps_show_what_was_acted_on(memory.verdicts)
+    # min_defect_area larger than the frame: the model alone rejects the stains, the station passes them.
+    (tmp_path / "area").mkdir()
+    memory, _ = replay(tmp_path / "area", demo_model, station_images / "test" / "stain_large",
+                       extra="pass_sample_every = 1\n[decision]\nmin_defect_area = 1000000")
+    assert memory.verdicts and all(not v.rejected and v.inspection.anomalous for v in memory.verdicts)
+    check_heatmaps_show_what_was_acted_on(memory.verdicts)
 
 
 def test_unreadable_file_is_a_fault_not_a_verdict(demo_model, station_images, tmp_path):

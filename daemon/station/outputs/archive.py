@@ -68,7 +68,7 @@ class ArchiveOutput:
             try:
                 write_png(path, verdict.pixels)
                 heatmap = path.with_name(path.stem + "-heatmap.png")
-                write_png(heatmap, overlay(verdict.pixels, verdict.inspection))
+                write_png(heatmap, overlay(verdict.pixels, verdict.inspection, threshold=verdict.threshold, rejected=verdict.rejected))
                 for written in (path, heatmap):
                     size = written.stat().st_size
                     self.files.append((written.stat().st_mtime, written, size))
