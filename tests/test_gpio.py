@@ -23,22 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import GpioError
 from inspectd.daemon.gpio import GpioBackend, InputLine, OutputLine, open_backend
-from inspectd.daemon.gpio.memory import MemoryGpio
 from inspectd.daemon.gpio.heartbeat import Heartbeat
+from inspectd.daemon.gpio.memory import MemoryGpio
 from inspectd.daemon.gpio.reject import RejectPulse
-from inspectd.daemon.gpio.sensor import GpioTrigger
+from inspectd.daemon.gpio.sensor import PartSensor
+from inspectd.daemon.station.outputs.reject import RejectOutput
+from inspectd.daemon.station.triggers.gpio import GpioTrigger
 from inspectd.daemon.station.verdict import PASS, REJECT, Verdict
 
 SLACK_S = 0.150  # how late a timer thread may be on a loaded test machine
-
-
-def verdict(kind: str, frame: int = 1) -> Verdict:
-    return Verdict(
-        frame=frame, source="test", verdict=kind, score=1.0, threshold=0.5, latency_ms=1.0,
-        model_id="0" * 64, defect_area=None, inspection=None, pixels=np.zeros((1, 1, 3), np.uint8),
-    )
 
 
 def wait_for(condition, timeout_s: float = 3.0) -> None:
@@ -76,7 +71,8 @@ def gpio():
 # The interface and the memory backend.
 
 
-@pytest.mark.parametrize("module", ["gpio", "gpio.memory", "gpio.libgpiod", "gpio.heartbeat", "gpio.reject", "gpio.sensor"])
+@pytest.mark.parametrize("module", ["gpio", "gpio.memory", "gpio.libgpiod", "gpio.heartbeat", "gpio.reject", "gpio.sensor",
+                                    "station.outputs.reject"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(f"inspectd.daemon.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
@@ -113,16 +109,16 @@ def test_active_low_is_applied_at_the_physical_level(gpio):
 
 def test_a_line_is_held_by_one_request_and_errors_name_the_key(gpio):
     gpio.output("GPIO17", consumer="inspectd-reject")
-    with pytest.raises(InspectdError) as excinfo:
+    with pytest.raises(GpioError) as excinfo:
         gpio.output(" GPIO17", consumer="inspectd-ready", key="gpio.ready.line")
     message = one_line_error(excinfo)
-    assert message.startswith("gpio.ready.line: ") and "inspectd-reject" in message
+    assert message.startswith("key gpio.ready.line: line 'GPIO17' on memory is in use by 'inspectd-reject'; ")
     gpio.output(17, consumer="t")
-    with pytest.raises(InspectdError, match=r"^gpio\.reject\.line: .*in use"):
+    with pytest.raises(GpioError, match=r"^key gpio\.reject\.line: .*in use"):
         gpio.output("17", consumer="t", key="gpio.reject.line")  # digits are the offset
-    with pytest.raises(InspectdError, match=r"^trigger\.bias: 'pullup' is not a bias; use one of"):
+    with pytest.raises(GpioError, match=r"^key trigger\.bias: 'pullup' is not a bias; use one of"):
         gpio.input("GPIO27", bias="pullup", key="trigger.line")
-    with pytest.raises(InspectdError, match=r"^gpio\.reject\.line: "):
+    with pytest.raises(GpioError, match=r"^key gpio\.reject\.line: offset -1 is negative; "):
         gpio.output(-1, key="gpio.reject.line")
 
 
@@ -185,62 +181,50 @@ def test_backend_close_releases_every_line_inactive(gpio):
 
 def test_reject_pulse_width(gpio):
     reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=50)
-    started = time.monotonic()
-    reject.verdict(verdict(REJECT))
-    assert gpio.level("GPIO17") is True  # at once, not from the timer thread
-    assert time.monotonic() - started < 1.0  # did not wait for the pulse to end
+    reject.pulse()
+    assert gpio.level("GPIO17") is True  # at once, not from the timer thread: pulse() did not wait for the end
     wait_for(lambda: not gpio.level("GPIO17"))
     [(start, width)] = pulses(gpio.history("GPIO17"))
     assert 0.050 <= width <= 0.050 + SLACK_S
     reject.close()
 
 
-def test_pass_never_touches_the_line(gpio):
-    reject = RejectPulse(gpio.output("GPIO17", active_low=True, consumer="inspectd-reject"), width_ms=20)
-    for frame in range(50):
-        reject.verdict(verdict(PASS, frame))
-    reject.event("summary", "50 frames")
-    time.sleep(0.05)
-    assert len(gpio.history("GPIO17")) == 1  # the request only
-    reject.close()
-    assert len(gpio.history("GPIO17")) == 1
-
-
-def test_overlapping_rejects_extend_one_pulse(gpio):
+def test_overlapping_pulses_extend_one_pulse(gpio):
     reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=100)
-    reject.verdict(verdict(REJECT, 1))
-    for frame in range(2, 5):
+    reject.pulse()
+    for _ in range(3):
         time.sleep(0.03)
         last = time.monotonic()
-        reject.verdict(verdict(REJECT, frame))
+        reject.pulse()
     wait_for(lambda: not gpio.level("GPIO17"))
     [(start, width)] = pulses(gpio.history("GPIO17"))  # one pulse, no glitch
-    assert start + width >= last + 0.100  # ends a full width after the newest REJECT
+    assert start + width >= last + 0.100  # ends a full width after the newest pulse()
     assert width <= 0.100 + 3 * 0.03 + SLACK_S
     reject.close()
 
 
-def test_separate_rejects_give_separate_pulses(gpio):
+def test_separate_pulses(gpio):
     reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=20)
-    for frame in range(3):
-        reject.verdict(verdict(REJECT, frame))
+    for _ in range(3):
+        reject.pulse()
         wait_for(lambda: not gpio.level("GPIO17"))
     assert len(pulses(gpio.history("GPIO17"))) == 3
     reject.close()
 
 
-def test_fault_and_close_drop_the_line_mid_pulse(gpio):
+def test_cancel_and_close_drop_the_line_mid_pulse(gpio):
     reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=60_000)
-    reject.verdict(verdict(REJECT))
-    reject.event("fault", "camera gone", source="picamera2")
+    reject.pulse()
+    reject.cancel()
     assert gpio.level("GPIO17") is False
-    reject.verdict(verdict(REJECT))  # still works after a fault
+    reject.pulse()  # still works after a cancel
     assert gpio.level("GPIO17") is True
     reject.close()
     reject.close()
     assert gpio.level("GPIO17") is False
     assert not reject._timer.is_alive()
-    reject.verdict(verdict(REJECT))  # after close: ignored
+    reject.pulse()  # after close: ignored
+    reject.cancel()
     assert [active for _, active in gpio.history("GPIO17")] == [False, True, False, True, False]
     gpio.output("GPIO17", consumer="again")  # released
 
@@ -249,8 +233,8 @@ def test_reject_pulse_is_thread_safe(gpio):
     reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=30)
 
     def hammer():
-        for frame in range(200):
-            reject.verdict(verdict(REJECT if frame % 3 else PASS, frame))
+        for _ in range(200):
+            reject.pulse()
 
     workers = [threading.Thread(target=hammer) for _ in range(4)]
     for worker in workers:
@@ -263,9 +247,41 @@ def test_reject_pulse_is_thread_safe(gpio):
     reject.close()
 
 
-def test_bad_pulse_width_names_the_key(gpio):
-    with pytest.raises(InspectdError, match=r"^gpio\.reject\.pulse_ms: "):
-        RejectPulse(gpio.output("GPIO17", consumer="t"), width_ms=0)
+@pytest.mark.parametrize("width_ms", [0, -5, float("nan"), float("inf")])
+def test_bad_pulse_width_is_refused(gpio, width_ms):
+    with pytest.raises(ValueError, match="width_ms"):
+        RejectPulse(gpio.output("GPIO17", consumer="t"), width_ms=width_ms)
+
+
+# The station's reject output over the pulse.
+
+
+def verdict(kind: str, frame: int = 1) -> Verdict:
+    return Verdict(
+        frame=frame, source="test", verdict=kind, score=1.0, threshold=0.5, latency_ms=1.0,
+        model_id="0" * 64, defect_area=None, inspection=None, pixels=np.zeros((1, 1, 3), np.uint8),
+    )
+
+
+def test_reject_output_pulses_on_reject_only(gpio):
+    output = RejectOutput(RejectPulse(gpio.output("GPIO17", active_low=True, consumer="inspectd-reject"), width_ms=20))
+    for frame in range(50):
+        output.verdict(verdict(PASS, frame))
+    output.event("summary", "50 frames")
+    assert len(gpio.history("GPIO17")) == 1  # the request only: PASS and events never touch the line
+    output.verdict(verdict(REJECT, 51))
+    assert gpio.level("GPIO17") is True
+    output.close()
+    output.close()
+    assert gpio.level("GPIO17") is False
+
+
+def test_reject_output_drops_the_line_on_a_fault(gpio):
+    output = RejectOutput(RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=60_000))
+    output.verdict(verdict(REJECT))
+    output.event("fault", "camera gone", source="picamera2")
+    assert gpio.level("GPIO17") is False
+    output.close()
 
 
 # The ready heartbeat.
@@ -329,40 +345,43 @@ def test_heartbeat_close_leaves_it_inactive(gpio):
 # The part-present trigger.
 
 
-def test_trigger_debounces_a_bouncy_burst(gpio):
-    trigger = GpioTrigger(gpio.input("GPIO27", bias="pull-down", consumer="inspectd-trigger"), debounce_ms=50)
+def test_sensor_debounces_a_bouncy_burst(gpio):
+    sensor = PartSensor(gpio.input("GPIO27", bias="pull-down", consumer="inspectd-trigger"), debounce_ms=50)
     for level in (True, False) * 5 + (True,):  # one part: the contact bounces for ~0 ms
         gpio.drive("GPIO27", level)
-    assert trigger.wait(1.0) is True
-    first = trigger.last_edge_s
-    assert trigger.wait(0.05) is False  # the bounces were swallowed
+    first = sensor.wait(1.0)
+    assert first is not None and first == sensor.last_edge_s
+    assert sensor.wait(0.05) is None  # the bounces were swallowed
     gpio.drive("GPIO27", False)
     time.sleep(0.06)
     gpio.drive("GPIO27", True)  # the next part, after the debounce window
-    assert trigger.wait(1.0) is True and trigger.last_edge_s - first >= 0.05
-    trigger.close()
+    second = sensor.wait(1.0)
+    assert second is not None and second - first >= 0.05
+    sensor.close()
+    sensor.close()
 
 
-def test_trigger_timeout_returns_false(gpio):
-    trigger = GpioTrigger(gpio.input("GPIO27"), debounce_ms=10)
-    started = time.monotonic()
-    assert trigger.wait(0.1) is False
-    assert time.monotonic() - started >= 0.1
-    assert trigger.wait(0) is False
+def test_sensor_timeout_returns_none(gpio):
+    sensor = PartSensor(gpio.input("GPIO27"), debounce_ms=10)
+    assert sensor.wait(0.1) is None
+    assert sensor.wait(0) is None
 
 
-def test_trigger_wakes_on_an_edge_driven_from_another_thread(gpio):
-    trigger = GpioTrigger(gpio.input("GPIO27"), debounce_ms=10)
+def test_gpio_trigger_wakes_on_an_edge_driven_from_another_thread(gpio):
+    trigger = GpioTrigger(PartSensor(gpio.input("GPIO27"), debounce_ms=10))
     driver = threading.Timer(0.05, gpio.drive, args=("GPIO27", True))
     driver.start()
     assert trigger.wait(10.0) is True
+    assert trigger.wait(0) is False
     driver.join()
+    trigger.close()
     trigger.close()
 
 
-def test_negative_debounce_names_the_key(gpio):
-    with pytest.raises(InspectdError, match=r"^trigger\.debounce_ms: "):
-        GpioTrigger(gpio.input("GPIO27"), debounce_ms=-1)
+@pytest.mark.parametrize("debounce_ms", [-1, float("nan"), float("inf")])
+def test_bad_debounce_is_refused(gpio, debounce_ms):
+    with pytest.raises(ValueError, match="debounce_ms"):
+        PartSensor(gpio.input("GPIO27"), debounce_ms=debounce_ms)
 
 
 # The libgpiod backend.
@@ -370,19 +389,19 @@ def test_negative_debounce_names_the_key(gpio):
 
 def test_missing_gpiod_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "gpiod", None)  # import gpiod -> ImportError
-    with pytest.raises(InspectdError) as excinfo:
+    with pytest.raises(GpioError) as excinfo:
         open_backend("pinctrl-rp1")
     message = one_line_error(excinfo)
-    assert message.startswith("gpio.chip: ") and "pip install 'gpiod>=2.1'" in message and "apt install python3-libgpiod" in message
+    assert message.startswith("key gpio.chip: ") and "pip install 'gpiod>=2.1'" in message and "apt install python3-libgpiod" in message
 
 
 def test_unknown_chip_is_a_one_line_error():
     pytest.importorskip("gpiod", reason="gpiod not installed: pip install 'gpiod>=2.1'")
-    with pytest.raises(InspectdError) as excinfo:
+    with pytest.raises(GpioError) as excinfo:
         open_backend("gpiochip-does-not-exist")
     message = one_line_error(excinfo)
-    assert message.startswith("gpio.chip: no GPIO chip 'gpiochip-does-not-exist'")
-    with pytest.raises(InspectdError, match=r"^gpio\.chip: /dev/gpiochip-does-not-exist does not exist"):
+    assert message.startswith("key gpio.chip: no GPIO chip 'gpiochip-does-not-exist'")
+    with pytest.raises(GpioError, match=r"^key gpio\.chip: /dev/gpiochip-does-not-exist does not exist; "):
         open_backend("/dev/gpiochip-does-not-exist")
 
 
@@ -497,12 +516,13 @@ def test_gpio_sim_output_by_label_name_and_path(sim_chip):
         assert sim_chip.value(0) is False
         gpio.close()
         assert sim_chip.value(0) is True  # released inactive
+        gpio.close()  # twice: harmless
 
 
 def test_gpio_sim_reject_pulse(sim_chip):
     gpio = open_backend(sim_chip.label)
     reject = RejectPulse(gpio.output(2, consumer="inspectd-reject"), width_ms=50)
-    reject.verdict(verdict(REJECT))
+    reject.pulse()
     assert sim_chip.value(2) is True
     wait_for(lambda: not sim_chip.value(2))
     reject.close()
@@ -512,14 +532,14 @@ def test_gpio_sim_reject_pulse(sim_chip):
 def test_gpio_sim_input_edges_and_trigger(sim_chip):
     gpio = open_backend(sim_chip.label)
     sim_chip.pull(1, high=False)
-    trigger = GpioTrigger(gpio.input("GPIO27", bias="as-is", consumer="inspectd-trigger"), debounce_ms=20)
+    sensor = PartSensor(gpio.input("GPIO27", bias="as-is", consumer="inspectd-trigger"), debounce_ms=20)
     before = time.monotonic()
     sim_chip.pull(1, high=True)
-    assert trigger.wait(5.0) is True
-    assert before <= trigger.last_edge_s <= time.monotonic()  # kernel timestamps are time.monotonic()
+    edge = sensor.wait(5.0)
+    assert edge is not None and before <= edge <= time.monotonic()  # kernel timestamps are time.monotonic()
     sim_chip.pull(1, high=False)
-    assert trigger.wait(0.05) is False  # the falling edge is not a part
-    trigger.close()
+    assert sensor.wait(0.05) is None  # the falling edge is not a part
+    sensor.close()
     gpio.close()
 
 
@@ -527,15 +547,15 @@ def test_gpio_sim_errors_and_doctor(sim_chip):
     from inspectd.daemon.gpio.libgpiod import list_chips
 
     gpio = open_backend(sim_chip.label)
-    with pytest.raises(InspectdError) as excinfo:
+    with pytest.raises(GpioError) as excinfo:
         gpio.output("GPIO99", consumer="t", key="gpio.reject.line")
     assert one_line_error(excinfo) == (
-        f"gpio.reject.line: no line 'GPIO99' on {sim_chip.name} ({sim_chip.label}); `inspectd doctor` lists the chips and lines"
+        f"key gpio.reject.line: no line 'GPIO99' on {sim_chip.name} ({sim_chip.label}); `inspectd doctor` lists the chips and lines"
     )
-    with pytest.raises(InspectdError, match=r"^gpio\.ready\.line: no offset 8 on"):
+    with pytest.raises(GpioError, match=r"^key gpio\.ready\.line: no offset 8 on"):
         gpio.output(8, consumer="t", key="gpio.ready.line")
     gpio.output("GPIO17", consumer="inspectd-reject")
-    with pytest.raises(InspectdError, match=r"^gpio\.ready\.line: .*in use by 'inspectd-reject'"):
+    with pytest.raises(GpioError, match=r"^key gpio\.ready\.line: .*in use by 'inspectd-reject'"):
         gpio.output("GPIO17", consumer="inspectd-ready", key="gpio.ready.line")
     [chip] = [chip for chip in list_chips() if chip.label == sim_chip.label]
     assert chip.name == sim_chip.name and len(chip.lines) == 8

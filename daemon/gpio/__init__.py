@@ -1,13 +1,16 @@
 """GPIO lines for the line's PLC: the reject pulse, the ready heartbeat, the part-present input.
 
-A device (``RejectPulse``, ``Heartbeat``, ``GpioTrigger``) is a small class over one line
+A device (``RejectPulse``, ``Heartbeat``, ``PartSensor``) is a small class over one line
 taken from a swappable backend, as in gpiozero: ``"memory"`` is a complete in-memory
 implementation for tests and dry runs, anything else is a libgpiod v2 chip (a name such as
 ``gpiochip0``, a path such as ``/dev/gpiochip0``, or a label such as ``pinctrl-rp1``, the
 Raspberry Pi 5 header chip, whose number depends on the kernel).
 
 Callers always speak "active"/"inactive": the backend applies ``active_low``. Lines are
-named by line name (``"GPIO17"``) or offset (``17`` or ``"17"``).
+named by line name (``"GPIO17"``) or offset (``17`` or ``"17"``). Devices know lines, not
+verdicts: the station's reject output and GPIO trigger adapt them. A chip or line that cannot
+be used raises ``GpioError`` naming the configuration key that chose it; every ``close()`` may
+be called twice.
 
     >>> gpio = open_backend("memory")
     >>> reject = gpio.output("GPIO17", active_low=True, consumer="inspectd-reject")
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import GpioError
 
 BIASES = ("disabled", "pull-up", "pull-down", "as-is")
 
@@ -64,7 +67,7 @@ class GpioBackend(Protocol):
         """Request ``line`` as an input with edge detection; bias: disabled | pull-up | pull-down | as-is."""
 
     def close(self) -> None:
-        """Close every line this backend handed out (outputs go inactive) and the chip."""
+        """Close every line this backend handed out (outputs go inactive) and the chip. Idempotent."""
 
 
 def open_backend(chip: str, *, key: str = "gpio.chip") -> GpioBackend:
@@ -78,29 +81,27 @@ def open_backend(chip: str, *, key: str = "gpio.chip") -> GpioBackend:
     return GpiodBackend(chip, key=key)
 
 
+LINE_FIX = 'use a name like "GPIO17" or an offset like 17 (`inspectd doctor` lists the lines)'
+
+
 def line_id(line: str | int, key: str | None) -> str | int:
     """Validate a line name or offset; a string of digits is an offset."""
     if isinstance(line, bool) or not isinstance(line, (str, int)):
-        raise InspectdError(f"{key or 'gpio line'}: {line!r} is not a line name or offset; use a name like \"GPIO17\" or an offset like 17")
+        raise GpioError(f"{line!r} is not a line name or offset", key=key, fix=LINE_FIX)
     if isinstance(line, str):
         line = line.strip()
         if line.isdigit():
             return int(line)
         if not line:
-            raise InspectdError(f"{key or 'gpio line'}: empty line name; use a name like \"GPIO17\" or an offset like 17")
+            raise GpioError("empty line name", key=key, fix=LINE_FIX)
     elif line < 0:
-        raise InspectdError(f"{key or 'gpio line'}: offset {line} is negative; offsets count from 0 (`inspectd doctor` lists the lines)")
+        raise GpioError(f"offset {line} is negative", key=key, fix="offsets count from 0 (`inspectd doctor` lists the lines)")
     return line
 
 
 def check_bias(bias: str, key: str | None) -> str:
     """``key`` names the line ("trigger.line"); the bias is its sibling key ("trigger.bias")."""
     if bias not in BIASES:
-        where = f"{key.rsplit('.', 1)[0]}.bias" if key else "bias"
-        raise InspectdError(f"{where}: {bias!r} is not a bias; use one of {', '.join(BIASES)}")
+        where = f"{key.rsplit('.', 1)[0]}.bias" if key else None
+        raise GpioError(f"{bias!r} is not a bias", key=where, fix=f"use one of {', '.join(BIASES)}")
     return bias
-
-
-def describe(line: str | int, key: str | None) -> str:
-    """How an error message starts: the config key when known, else the line."""
-    return key if key else f"gpio line {line!r}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
-from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.gpio import OutputLine
 
 
@@ -35,8 +35,8 @@ class Heartbeat:
     """
 
     def __init__(self, line: OutputLine, period_ms: float = 500) -> None:
-        if not period_ms > 0:
-            raise InspectdError(f"gpio.ready.period_ms: must be a positive number of milliseconds, not {period_ms!r}")
+        if not (math.isfinite(period_ms) and period_ms > 0):
+            raise ValueError(f"period_ms must be a positive number of milliseconds, not {period_ms!r}")
         self._line = line
         self.period_s = period_ms / 1000.0
         self._lock = threading.Lock()  # fault() may come from another thread than tick()

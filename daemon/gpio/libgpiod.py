@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.gpio import check_bias, describe, line_id
+from inspectd.daemon.errors import GpioError
+from inspectd.daemon.gpio import check_bias, line_id
 
 DEV = Path("/dev")
 DOCTOR = "`inspectd doctor` lists the chips and lines"
@@ -47,13 +47,14 @@ def import_gpiod(key: str = "gpio.chip") -> Any:
     try:
         import gpiod
     except ImportError:
-        raise InspectdError(
-            f"{key}: the libgpiod v2 Python bindings are not installed; `pip install 'gpiod>=2.1'` in the service's venv, "
-            "or `apt install python3-libgpiod` (Raspberry Pi OS Bookworm) with a --system-site-packages venv"
+        raise GpioError(
+            "the libgpiod v2 Python bindings are not installed", key=key,
+            fix="`pip install 'gpiod>=2.1'` in the service's venv, or `apt install python3-libgpiod` (Raspberry Pi OS Bookworm) "
+                "with a --system-site-packages venv",
         ) from None
     if not hasattr(gpiod, "LineSettings"):  # libgpiod v1 bindings (Bullseye) share the module name
         version = getattr(gpiod, "__version__", "1.x")
-        raise InspectdError(f"{key}: the installed 'gpiod' module ({version}) is libgpiod v1; inspectd needs v2: `pip install 'gpiod>=2.1'`")
+        raise GpioError(f"the installed 'gpiod' module ({version}) is libgpiod v1; inspectd needs v2", key=key, fix="`pip install 'gpiod>=2.1'`")
     return gpiod
 
 
@@ -93,9 +94,9 @@ def resolve_chip(gpiod: Any, chip: str, key: str = "gpio.chip") -> Path:
     if "/" in chip:
         path = Path(chip)
         if not path.exists():
-            raise InspectdError(f"{key}: {chip} does not exist; {DOCTOR}")
+            raise GpioError(f"{chip} does not exist", key=key, fix=DOCTOR)
         if not gpiod.is_gpiochip_device(chip):
-            raise InspectdError(f"{key}: {chip} is not a GPIO chip device; {DOCTOR}")
+            raise GpioError(f"{chip} is not a GPIO chip device", key=key, fix=DOCTOR)
         return path
     if (DEV / chip).exists() and gpiod.is_gpiochip_device(str(DEV / chip)):
         return DEV / chip
@@ -113,13 +114,14 @@ def resolve_chip(gpiod: Any, chip: str, key: str = "gpio.chip") -> Path:
             return path
         known.append(f"{info.name} ({info.label})")
     if denied:
-        raise InspectdError(f"{key}: no GPIO chip named {chip!r}, and {', '.join(denied)} cannot be read (permission denied); {GROUP_FIX}")
+        raise GpioError(f"no GPIO chip named {chip!r}, and {', '.join(denied)} cannot be read (permission denied)", key=key, fix=GROUP_FIX)
     if not paths:
-        raise InspectdError(
-            f"{key}: no GPIO chip {chip!r}: this machine has no GPIO character devices (/dev/gpiochip*), "
-            "so it is not a Pi or its kernel lacks GPIO support; set chip = \"memory\" for a dry run"
+        raise GpioError(
+            f"no GPIO chip {chip!r}: this machine has no GPIO character devices (/dev/gpiochip*), so it is not a Pi or its kernel "
+            "lacks GPIO support", key=key, fix='set chip = "memory" for a dry run',
         )
-    raise InspectdError(f"{key}: no GPIO chip {chip!r}; chips here: {', '.join(known)}: use one of these names or labels (a Pi 5's header is \"pinctrl-rp1\")")
+    raise GpioError(f"no GPIO chip {chip!r}", key=key,
+                    fix=f"chips here: {', '.join(known)}: use one of these names or labels (a Pi 5's header is \"pinctrl-rp1\")")
 
 
 class GpiodBackend:
@@ -140,14 +142,15 @@ class GpiodBackend:
         try:
             self._chip = gpiod.Chip(str(path))
         except PermissionError:
-            raise InspectdError(f"{key}: permission denied opening {path}; {GROUP_FIX}") from None
+            raise GpioError(f"permission denied opening {path}", key=key, fix=GROUP_FIX) from None
         except OSError as exc:
-            raise InspectdError(f"{key}: cannot open {path}: {exc.strerror or exc}; {DOCTOR}") from None
+            raise GpioError(f"cannot open {path}: {exc.strerror or exc}", key=key, fix=DOCTOR) from None
         info = self._chip.get_info()
         self.name = f"{info.name} ({info.label})"
         self._num_lines = info.num_lines
         self._lock = threading.Lock()  # gpiod.Chip needs external synchronisation
         self._held: list[_GpiodOutput | _GpiodInput] = []
+        self._closed = False
 
     def output(self, line: str | int, *, active_low: bool = False, consumer: str = "inspectd", key: str | None = None) -> _GpiodOutput:
         gpiod = self._gpiod
@@ -186,7 +189,9 @@ class GpiodBackend:
             handle.close()
         self._held.clear()
         with self._lock:
-            self._chip.close()
+            if not self._closed:
+                self._closed = True
+                self._chip.close()
 
     def _offset(self, line: str | int, key: str | None) -> int:
         line = line_id(line, key)
@@ -198,7 +203,7 @@ class GpiodBackend:
                 offset = None
         if offset is None or not 0 <= offset < self._num_lines:
             what = f"offset {line}" if isinstance(line, int) else f"line {line!r}"
-            raise InspectdError(f"{describe(line, key)}: no {what} on {self.name}; {DOCTOR}")
+            raise GpioError(f"no {what} on {self.name}", key=key, fix=DOCTOR)
         return offset
 
     def _request(self, line: str | int, settings: Any, consumer: str, key: str | None, bias: str = "as-is") -> tuple[int, Any]:
@@ -207,15 +212,16 @@ class GpiodBackend:
             try:
                 return offset, self._chip.request_lines(config={offset: settings}, consumer=consumer)
             except OSError as exc:
-                where = f"{describe(line, key)}: line {line!r} (offset {offset}) on {self.name}"
+                where = f"line {line!r} (offset {offset}) on {self.name}"
                 if exc.errno == errno.EBUSY:
                     holder = self._chip.get_line_info(offset).consumer or "another program or a kernel driver"
-                    raise InspectdError(f"{where} is in use by {holder!r}; stop it (or free the pin in config.txt) or choose another line") from None
+                    raise GpioError(f"{where} is in use by {holder!r}", key=key, fix="stop it (or free the pin in config.txt) or choose another line") from None
                 if exc.errno in (errno.EPERM, errno.EACCES):
-                    raise InspectdError(f"{where}: permission denied; {GROUP_FIX}") from None
+                    raise GpioError(f"{where}: permission denied", key=key, fix=GROUP_FIX) from None
                 if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL) and bias != "as-is":
-                    raise InspectdError(f"{where}: the chip refused bias {bias!r} ({exc.strerror}); set the bias to \"as-is\" and fit an external resistor") from None
-                raise InspectdError(f"{where}: cannot request it: {exc.strerror or exc}; {DOCTOR}") from None
+                    raise GpioError(f"{where}: the chip refused bias {bias!r} ({exc.strerror})", key=key,
+                                    fix='set the bias to "as-is" and fit an external resistor') from None
+                raise GpioError(f"{where}: cannot request it: {exc.strerror or exc}", key=key, fix=DOCTOR) from None
 
 
 class _GpiodOutput:

@@ -12,8 +12,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.gpio import check_bias, describe, line_id
+from inspectd.daemon.errors import GpioError
+from inspectd.daemon.gpio import check_bias, line_id
 
 EDGE_QUEUE = 256  # like the kernel's event buffer: when full, the oldest edge is dropped
 
@@ -137,7 +137,8 @@ class MemoryGpio:
     def _claim(self, name: str | int, consumer: str, direction: str, active_low: bool, key: str | None) -> _Line:
         state = self._state(name)
         if state.consumer is not None:
-            raise InspectdError(f"{describe(name, key)}: line {name!r} on memory is in use by {state.consumer!r}; each line can be requested once: choose another line")
+            raise GpioError(f"line {name!r} on memory is in use by {state.consumer!r}", key=key,
+                            fix="each line can be requested once: choose another line")
         state.consumer, state.direction, state.active_low = consumer, direction, active_low
         return state
 

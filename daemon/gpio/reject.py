@@ -1,35 +1,33 @@
-"""The reject pulse: a GPIO line the PLC or reject gate watches, pulsed once per REJECT."""
+"""The reject pulse: a GPIO line the PLC or reject gate watches, pulsed once per rejected part."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
-from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.gpio import OutputLine
-from inspectd.daemon.station.verdict import Verdict
 
 
 class RejectPulse:
-    """Drive ``line`` active for ``width_ms`` on every REJECT; PASS never touches it.
+    """Drive ``line`` active for ``width_ms`` on every ``pulse()``; nothing else touches it.
 
-    The line goes active as soon as the verdict arrives and a timer thread (one for the
-    object's lifetime) turns it off ``width_ms`` later, so ``verdict`` never blocks the
-    inspection loop. A REJECT that arrives while a pulse is on **extends** that pulse to
-    ``width_ms`` after the newest REJECT: the PLC sees one long pulse, never a
-    sub-millisecond off-glitch it might miss or count twice. A PLC that counts pulses to
-    count rejects therefore needs parts spaced more than ``width_ms`` apart; choose the
-    width accordingly. A ``fault`` event and ``close`` drop the line at once. If the process
-    is killed mid-pulse the line keeps its level (libgpiod does not reset released lines):
-    the PLC learns that from the ready line (see ``Heartbeat``) and should ignore a reject
-    line held longer than a few widths.
+    The line goes active at once and a timer thread (one for the object's lifetime) turns it
+    off ``width_ms`` later, so ``pulse`` never blocks the caller. A pulse that arrives while
+    one is on **extends** it to ``width_ms`` after the newest: the PLC sees one long pulse,
+    never a sub-millisecond off-glitch it might miss or count twice. A PLC that counts pulses
+    to count rejects therefore needs parts spaced more than ``width_ms`` apart; choose the
+    width accordingly. ``cancel`` and ``close`` drop the line at once. If the process is
+    killed mid-pulse the line keeps its level (libgpiod does not reset released lines): the
+    PLC learns that from the ready line (see ``Heartbeat``) and should ignore a reject line
+    held longer than a few widths.
 
     RejectPulse owns the line: ``close`` releases it, inactive.
 
         >>> from inspectd.daemon.gpio import open_backend
         >>> gpio = open_backend("memory")
         >>> reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=100)
-        >>> reject.pulse()                          # what verdict() does for a REJECT
+        >>> reject.pulse()
         >>> gpio.level("GPIO17")
         True
         >>> reject.close()                          # inactive now, even mid-pulse
@@ -38,8 +36,8 @@ class RejectPulse:
     """
 
     def __init__(self, line: OutputLine, width_ms: float) -> None:
-        if not width_ms > 0:
-            raise InspectdError(f"gpio.reject.pulse_ms: must be a positive number of milliseconds, not {width_ms!r}")
+        if not (math.isfinite(width_ms) and width_ms > 0):
+            raise ValueError(f"width_ms must be a positive number of milliseconds, not {width_ms!r}")
         self._line = line
         self.width_s = width_ms / 1000.0
         self._cond = threading.Condition()
@@ -48,16 +46,8 @@ class RejectPulse:
         self._timer = threading.Thread(target=self._run, name="inspectd-reject-pulse", daemon=True)
         self._timer.start()
 
-    def verdict(self, verdict: Verdict) -> None:
-        if verdict.rejected:
-            self.pulse()
-
-    def event(self, kind: str, message: str, **fields: object) -> None:
-        if kind == "fault":
-            self.cancel()
-
     def pulse(self) -> None:
-        """Start a pulse, or extend the one that is on."""
+        """Start a pulse, or extend the one that is on. Ignored after ``close``."""
         with self._cond:
             if self._closed:
                 return

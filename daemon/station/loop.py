@@ -90,9 +90,10 @@ def build_hardware(config: Config) -> Hardware:
             hardware.gpio = open_backend(config.gpio.chip)  # errors name gpio.chip
             if config.gpio.reject.line:
                 from inspectd.daemon.gpio.reject import RejectPulse
+                from inspectd.daemon.station.outputs.reject import RejectOutput
 
                 line = hardware.gpio.output(_line(config.gpio.reject.line), active_low=config.gpio.reject.active_low, consumer="inspectd-reject", key="gpio.reject.line")
-                hardware.reject = RejectPulse(line, config.gpio.reject.pulse_ms)
+                hardware.reject = RejectOutput(RejectPulse(line, config.gpio.reject.pulse_ms))
             if config.gpio.ready.line:
                 from inspectd.daemon.gpio.heartbeat import Heartbeat
 
@@ -100,10 +101,11 @@ def build_hardware(config: Config) -> Hardware:
                 hardware.heartbeat = Heartbeat(line, config.gpio.ready.period_ms)
         trigger = config.trigger
         if trigger.kind == "gpio":
-            from inspectd.daemon.gpio.sensor import GpioTrigger
+            from inspectd.daemon.gpio.sensor import PartSensor
+            from inspectd.daemon.station.triggers.gpio import GpioTrigger
 
             line = hardware.gpio.input(_line(trigger.line), active_low=trigger.active_low, bias=trigger.bias, key="trigger.line")
-            hardware.trigger = GpioTrigger(line, trigger.debounce_ms)
+            hardware.trigger = GpioTrigger(PartSensor(line, trigger.debounce_ms))
         elif trigger.kind == "interval":
             from inspectd.daemon.station.triggers.interval import IntervalTrigger
 
