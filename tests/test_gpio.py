@@ -29,9 +29,10 @@ from inspectd.daemon.gpio.heartbeat import Heartbeat
 from inspectd.daemon.gpio.memory import MemoryGpio
 from inspectd.daemon.gpio.reject import RejectPulse
 from inspectd.daemon.gpio.sensor import PartSensor
-from inspectd.daemon.station.outputs.reject import RejectOutput
+from inspectd.daemon.station.outputs import EventKind
+from inspectd.daemon.station.outputs.reject import RejectLineConfig, RejectOutput
 from inspectd.daemon.station.triggers.gpio import GpioTrigger
-from inspectd.daemon.station.verdict import PASS, REJECT, Verdict
+from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
 SLACK_S = 0.150  # how late a timer thread may be on a loaded test machine
 
@@ -256,20 +257,20 @@ def test_bad_pulse_width_is_refused(gpio, width_ms):
 # The station's reject output over the pulse.
 
 
-def verdict(kind: str, frame: int = 1) -> Verdict:
-    return Verdict(
+def verdict(kind: Verdict, frame: int = 1) -> FrameVerdict:
+    return FrameVerdict(
         frame=frame, source="test", verdict=kind, score=1.0, threshold=0.5, latency_ms=1.0,
         model_id="0" * 64, defect_area=None, inspection=None, pixels=np.zeros((1, 1, 3), np.uint8),
     )
 
 
 def test_reject_output_pulses_on_reject_only(gpio):
-    output = RejectOutput(RejectPulse(gpio.output("GPIO17", active_low=True, consumer="inspectd-reject"), width_ms=20))
+    output = RejectLineConfig(line="GPIO17", active_low=True, pulse_ms=20).open(gpio)
     for frame in range(50):
-        output.verdict(verdict(PASS, frame))
-    output.event("summary", "50 frames")
+        output.verdict(verdict(Verdict.PASS, frame))
+    output.event(EventKind.SUMMARY, "50 frames")
     assert len(gpio.history("GPIO17")) == 1  # the request only: PASS and events never touch the line
-    output.verdict(verdict(REJECT, 51))
+    output.verdict(verdict(Verdict.REJECT, 51))
     assert gpio.level("GPIO17") is True
     output.close()
     output.close()
@@ -278,8 +279,8 @@ def test_reject_output_pulses_on_reject_only(gpio):
 
 def test_reject_output_drops_the_line_on_a_fault(gpio):
     output = RejectOutput(RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=60_000))
-    output.verdict(verdict(REJECT))
-    output.event("fault", "camera gone", source="picamera2")
+    output.verdict(verdict(Verdict.REJECT))
+    output.event(EventKind.FAULT, "camera gone", source="picamera2")
     assert gpio.level("GPIO17") is False
     output.close()
 

@@ -4,6 +4,7 @@ in-memory output, a real sd_notify socket, and the daemon as a real process for 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -21,7 +22,11 @@ import pytest
 from conftest import ROOT, run_cli
 from inspectd.daemon.runtime.heatmap import overlay
 from inspectd.daemon.station.config import load
+from inspectd.daemon.station.outputs.archive import ArchiveConfig
+from inspectd.daemon.station.outputs.journal import JournalOutput
 from inspectd.daemon.station.outputs.memory import MemoryOutput
+from inspectd.daemon.station.sources import Frame
+from inspectd.daemon.station.triggers import ContinuousConfig, IntervalConfig
 from inspectd.daemon.station.loop import Station
 from inspectd.daemon.demo.scene import generate_station_dataset
 
@@ -81,16 +86,27 @@ def test_frames_limit_and_loop_mode(demo_model, station_images, tmp_path):
 
 
 def test_threshold_override_and_min_area(demo_model, station_images, tmp_path):
-    small = station_images / "test" / "stain_small"
+    small, large = station_images / "test" / "stain_small", station_images / "test" / "stain_large"
     memory, _ = replay(tmp_path, demo_model, small)
-    assert all(v.rejected for v in memory.verdicts)
-    memory, _ = replay(tmp_path, demo_model, small, extra="[decision]\nmin_defect_area = 1000000")
-    assert not any(v.rejected for v in memory.verdicts) and all(v.defect_area < 1000000 for v in memory.verdicts)
+    assert memory.verdicts and all(v.rejected and v.defect_area is None for v in memory.verdicts)  # no area unless asked for
+    both = tmp_path / "stains"
+    both.mkdir()
+    for folder in (small, large):
+        for path in folder.glob("*.png"):
+            (both / f"{folder.name}_{path.name}").symlink_to(path)
+    # Small stains cover about 7,000 pixels of the 480x360 frame, large ones about 14,000.
+    memory, _ = replay(tmp_path, demo_model, both, extra="[decision]\nmin_defect_area = 10000")
+    assert [v.rejected for v in memory.verdicts] == [v.source.startswith("stain_large") for v in memory.verdicts]
+    for v in memory.verdicts:
+        assert v.score > v.threshold  # every stain is above the threshold: the area alone decided
+        # Counted in the frame's own pixels (not the model's 128x128 map), above the image threshold by default.
+        assert v.defect_area == np.count_nonzero(v.inspection.anomaly_map() > v.threshold)
+        assert v.rejected == (v.defect_area >= 10000)
     config_text = (tmp_path / "inspectd.toml").read_text().replace("[model]\n", "[model]\nthreshold = 100000.0\n")
-    (tmp_path / "inspectd.toml").write_text(config_text.replace("[decision]\nmin_defect_area = 1000000", ""))
+    (tmp_path / "inspectd.toml").write_text(config_text.replace("[decision]\nmin_defect_area = 10000", ""))
     memory = MemoryOutput()
     Station(load(tmp_path / "inspectd.toml"), extra_outputs=[memory]).run()
-    assert not any(v.rejected for v in memory.verdicts) and all(v.threshold == 100000.0 for v in memory.verdicts)
+    assert memory.verdicts and not any(v.rejected for v in memory.verdicts) and all(v.threshold == 100000.0 for v in memory.verdicts)
 
 
 ACTED_ON_LABEL = {"REJECT": (0, 0, 255), "PASS": (0, 200, 0)}  # BGR of the label text in overlay()
@@ -156,11 +172,11 @@ def test_gpio_reject_pulse_and_ready_line_in_memory(demo_model, station_images, 
                                '[gpio]\nchip = "memory"\n[gpio.reject]\nline = "GPIO17"\npulse_ms = 30\n[gpio.ready]\nline = "GPIO27"\nperiod_ms = 100'))
     memory = MemoryOutput()
     station = Station(config, extra_outputs=[memory])
-    gpio = station.hardware.gpio
+    gpio = station.devices.gpio
     runner = threading.Thread(target=station.run)
     runner.start()
-    assert memory.wait_for(lambda m: len(m.verdicts) >= 3)
-    time.sleep(0.5)  # let the ready line toggle a few times
+    ready_edges = lambda: sum(active for _, active in gpio.history("GPIO27"))  # noqa: E731
+    assert memory.wait_for(lambda m: len(m.verdicts) >= 3 and ready_edges() >= 2)  # re-checked at every verdict
     station.request_stop()
     runner.join(timeout=30)
     reject = gpio.history("GPIO17")
@@ -169,12 +185,44 @@ def test_gpio_reject_pulse_and_ready_line_in_memory(demo_model, station_images, 
     assert ready.count(True) >= 2 and ready[-1] is False
 
 
+def test_every_part_can_be_closed_twice(demo_model, station_images, tmp_path):
+    """Sources, triggers, outputs, GPIO devices and the station itself: a second close() is harmless."""
+    good = station_images / "test" / "good"
+    config = load(write_config(tmp_path / "c.toml", demo_model, f'kind = "directory"\npath = "{good}"',
+                               '[journal]\nlog = "rejects"\n[trigger]\nkind = "gpio"\nline = "GPIO22"\n'
+                               '[gpio]\nchip = "memory"\n[gpio.reject]\nline = "GPIO17"\n[gpio.ready]\nline = "GPIO27"'))
+    memory = MemoryOutput()
+    station = Station(config, extra_outputs=[memory])
+    gpio = station.devices.gpio
+    station.inspect(Frame(cv2.imread(str(good / "000.png")), "000.png", time.monotonic()))
+    journal = io.StringIO()
+    parts = [config.source.open(), IntervalConfig().open(None), ContinuousConfig().open(None),
+             JournalOutput(config.journal, stream=journal), ArchiveConfig(path=str(tmp_path / "archive")).open(print)]
+    parts[3].verdict(memory.verdicts[0])
+    for part in parts:
+        part.close()
+        part.close()
+    assert journal.getvalue().count("1 frames, 0 rejects") == 1  # the closing summary, once
+    station.close()
+    station.close()
+    assert station.devices.closed and station.pipeline.closed
+    for line in ("GPIO17", "GPIO27", "GPIO22"):
+        gpio.output(line, consumer="again")  # every line was released
+    assert gpio.level("GPIO17") is False and gpio.level("GPIO27") is False
+
+
 def test_config_errors_exit_78_with_one_line(demo_model, tmp_path):
     cases = {
-        "unknown key": ('[model]\npath = "x"\nfoo = 1\n', "unknown key 'model.foo'"),
-        "wrong type": (f'[model]\npath = "{demo_model}"\n[trigger]\ninterval_ms = "fast"\n', "'trigger.interval_ms' must be a number"),
-        "bad choice": (f'[model]\npath = "{demo_model}"\n[source]\nkind = "webcam"\n', "'source.kind' is 'webcam'"),
-        "missing model": ('[model]\npath = "/nowhere/model"\n[source]\nkind = "directory"\npath = "/tmp"\n', "model.path"),
+        "unknown key": ('[model]\npath = "x"\nfoo = 1\n', "key model.foo: unknown key; valid keys in [model]: path, device, threshold, precision"),
+        "wrong type": (f'[model]\npath = "{demo_model}"\n[trigger]\nkind = "interval"\ninterval_ms = "fast"\n',
+                       "key trigger.interval_ms: must be a number, got 'fast'"),
+        "not finite": (f'[model]\npath = "{demo_model}"\n[trigger]\nkind = "interval"\ninterval_ms = nan\n',
+                       "key trigger.interval_ms: must be a finite number, got nan; "),
+        "bad choice": (f'[model]\npath = "{demo_model}"\n[source]\nkind = "webcam"\n',
+                       "key source.kind: 'webcam' is not a source kind; use one of: picamera2, opencv, directory"),
+        "another kind's key": ('[source]\nkind = "directory"\npath = "/tmp"\ndevice = "0"\n',
+                               "key source.device: belongs to the opencv source, not to kind = 'directory'; remove it, or set kind = 'opencv'"),
+        "missing model": ('[model]\npath = "/nowhere/model"\n[source]\nkind = "directory"\npath = "/tmp"\n', "key model.path: "),
         "bad toml": ("[model\n", "not valid TOML"),
     }
     for name, (text, expected) in cases.items():
@@ -310,6 +358,6 @@ def test_sighup_reload_swaps_model_and_keeps_old_on_bad_config(demo_model, stati
     lines = stderr.splitlines()
     reloaded = next(i for i, line in enumerate(lines) if "reloaded" in line)
     refused = next(i for i, line in enumerate(lines) if "reload failed, keeping the running configuration" in line)
-    assert reloaded < refused and "unknown key 'model.bogus'" in lines[refused]
+    assert reloaded < refused and "key model.bogus: unknown key" in lines[refused]
     after = [line for line in lines[reloaded:] if "frame" in line and "score" in line]
     assert after and all("<= 99999.000" in line for line in after)  # the new threshold, kept after the bad reload

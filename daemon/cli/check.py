@@ -15,17 +15,16 @@ def add_to(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.station.config import load
-    from inspectd.daemon.station.loop import build_brain
+    from inspectd.daemon.station.pipeline import build_pipeline
 
     config = load(args.config)
-    brain = build_brain(config, [], lambda message: None)
-    for output in brain.outputs:
-        output.close()
-    model = brain.model
+    pipeline = build_pipeline(config, on_fault=lambda message: None)
+    pipeline.close()
+    model = pipeline.model
     folder = model.folder
     print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
           f"({folder.metadata['model']['backbone']}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
-          f"threshold {brain.decision.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
+          f"threshold {pipeline.decision.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
     for line in model.precision_report():
         print(f"  {line}")
     return 0

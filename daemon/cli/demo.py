@@ -34,9 +34,10 @@ def run_demo_data(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.demo import demo_model
     from inspectd.daemon.demo.scene import generate_station_dataset
-    from inspectd.daemon.station.config import ArchiveConfig, Config, GpioConfig, JournalConfig, ModelConfig, ReadyLineConfig, RejectLineConfig, SourceConfig, validate
+    from inspectd.daemon.station.config import ArchiveConfig, Config, GpioConfig, JournalConfig, ModelConfig, ReadyLineConfig, RejectLineConfig
     from inspectd.daemon.station.loop import Station
     from inspectd.daemon.station.outputs.journal import JournalOutput
+    from inspectd.daemon.station.sources import DirectoryConfig
 
     model_dir = Path(args.model) if args.model else demo_model()
     data = generate_station_dataset(args.data)
@@ -48,13 +49,12 @@ def run(args: argparse.Namespace) -> int:
             link.symlink_to(image.resolve())
     config = Config(
         model=ModelConfig(path=str(model_dir)),
-        source=SourceConfig(kind="directory", path=str(replay), mode="once"),
+        source=DirectoryConfig(path=str(replay), mode="once"),
         journal=JournalConfig(enabled=False),
         archive=ArchiveConfig(path=str(data / "rejects")),
         gpio=GpioConfig(chip="memory", reject=RejectLineConfig(line="GPIO17"), ready=ReadyLineConfig(line="GPIO27")),
         file="inspectd demo",
     )
-    validate(config, Path("inspectd demo"))
     print(f"inspectd demo: replaying {len(list(replay.iterdir()))} demo station images from {replay} through the station "
           f"daemon with {model_dir} (GPIO in memory; rejects archived in {data / 'rejects'})", file=sys.stderr)
     return Station(config, extra_outputs=[JournalOutput(config.journal, to_stderr=True)]).run()

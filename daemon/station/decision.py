@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
-from inspectd.daemon.station.config import DecisionConfig
 from inspectd.daemon.runtime.model import Inspection
-from inspectd.daemon.station.verdict import PASS, REJECT
+from inspectd.daemon.station.config import DecisionConfig
+from inspectd.daemon.station.verdict import Verdict
+
+
+class Decided(NamedTuple):
+    verdict: Verdict
+    defect_area: int | None  # pixels above the pixel threshold, when a minimum area is configured
 
 
 class Decision:
@@ -24,7 +30,7 @@ class Decision:
         self.needed, window = (config.confirm or (1, 1))
         self.recent: deque[bool] = deque(maxlen=window)
 
-    def __call__(self, inspection: Inspection) -> tuple[str, int | None]:
+    def __call__(self, inspection: Inspection) -> Decided:
         anomalous = inspection.score > self.threshold
         area = None
         if self.min_area:
@@ -32,4 +38,4 @@ class Decision:
             area = int(np.count_nonzero(inspection.anomaly_map() > self.pixel_threshold))
             anomalous = anomalous and area >= self.min_area
         self.recent.append(anomalous)
-        return (REJECT if sum(self.recent) >= self.needed else PASS), area
+        return Decided(Verdict.REJECT if sum(self.recent) >= self.needed else Verdict.PASS, area)

@@ -1,10 +1,11 @@
-"""The reject archive: each REJECT's frame and heatmap overlay (and optionally a sample of
-PASS frames) as PNG in a state folder, bounded by a size quota, oldest deleted first.
+"""``[archive]``: each REJECT's frame and heatmap overlay (and optionally a sample of PASS
+frames) as PNG in a state folder, bounded by a size quota, oldest deleted first.
 
 Files: <path>/<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png (the frame, lossless, reusable for
-training) and the same name with -heatmap. Writing happens on a thread of its own so a slow
-SD card never delays the next verdict; the file name is decided at once, so the journal
-record can name it (INSPECTD_IMAGE).
+training) and the same name with -heatmap, labelled with the verdict and threshold the
+station acted on. Writing happens on a thread of its own so a slow SD card never delays the
+next verdict; the file name is decided at once, so the journal record can name it
+(INSPECTD_IMAGE).
 """
 
 from __future__ import annotations
@@ -12,26 +13,39 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from inspectd.daemon.station.config import ArchiveConfig
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.runtime.heatmap import overlay
 from inspectd.daemon.runtime.images import write_png
-from inspectd.daemon.station.verdict import Verdict
+from inspectd.daemon.station.outputs.interface import EventKind, Output, OutputConfig
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.verdict import FrameVerdict
 
 # Frames waiting to be written, in bytes of pixels: a burst of rejects (a replay, a bad batch)
 # is absorbed; beyond this the disk is not keeping up and frames are dropped with a fault record.
 BACKLOG_BYTES = 128 * 1024 * 1024
 
 
+@dataclass
+class ArchiveConfig(OutputConfig):
+    path: str = "/var/lib/inspectd/rejects"
+    max_mb: float = setting(500.0, above=0, fix="a quota in megabytes, e.g. 500")  # oldest files deleted beyond it
+    pass_sample_every: int = setting(0, minimum=0, fix="keep every Nth PASS frame too, or 0 for rejects only")
+
+    def open(self, on_fault: Callable[[str], None]) -> Output:
+        return ArchiveOutput(self, on_fault)
+
+
 class ArchiveOutput:
-    def __init__(self, config: ArchiveConfig, on_fault=None) -> None:
+    def __init__(self, config: ArchiveConfig, on_fault: Callable[[str], None] | None = None) -> None:
         self.folder = Path(config.path)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InspectdError(f"archive.path: cannot create '{self.folder}' ({exc.strerror}); fix the path or its permissions") from None
+            raise ConfigError(f"cannot create '{self.folder}' ({exc.strerror})", key="archive.path", fix="fix the path or its permissions") from None
         self.quota = int(config.max_mb * 1024 * 1024)
         self.pass_every = config.pass_sample_every
         self.passes = 0
@@ -43,8 +57,11 @@ class ArchiveOutput:
         self.backlog_lock = threading.Lock()
         self.writer = threading.Thread(target=self._write_loop, name="archive", daemon=True)
         self.writer.start()
+        self.closed = False
 
-    def verdict(self, verdict: Verdict) -> None:
+    def verdict(self, verdict: FrameVerdict) -> None:
+        if self.closed:
+            return
         if not verdict.rejected:
             self.passes += 1
             if not self.pass_every or self.passes % self.pass_every:
@@ -85,9 +102,12 @@ class ArchiveOutput:
             oldest.unlink(missing_ok=True)
             self.used -= size
 
-    def event(self, kind: str, message: str, **fields: object) -> None:
+    def event(self, kind: EventKind, message: str, **fields: object) -> None:
         pass
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.pending.put(None)
         self.writer.join(timeout=10)

@@ -1,5 +1,5 @@
-"""One structured journald record per verdict (and per service event), or one stderr line each
-where there is no journal (a developer laptop).
+"""``[journal]``: one structured journald record per verdict (and per service event), or one
+stderr line each where there is no journal (a developer laptop).
 
 Fields (journald requires UPPER_SNAKE names): MESSAGE, PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER,
 INSPECTD_VERDICT, INSPECTD_SCORE, INSPECTD_THRESHOLD, INSPECTD_FRAME, INSPECTD_LATENCY_MS,
@@ -16,21 +16,37 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
 
-from inspectd.daemon.station.config import JournalConfig
-from inspectd.daemon.station.verdict import Verdict
+from inspectd.daemon.station.outputs.interface import EventKind, Output, OutputConfig
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
-MESSAGE_IDS = {
-    "verdict": "5a01ba8d9a354266b5189ac90117b557",
-    "fault": "b1a6b1f25a3e4221ab82c0f6673f994f",
-    "start": "0f12c7ed6efb4275beec27b55c91abde",
-    "stop": "4524c69a4ea1475bbf70cdc8b03c4973",
-    "reload": "960be9cf77f44ea886f0c8ff08625ec6",
-    "summary": "b2b7174efc2f4cce9b3c917ef77d620a",
-    "precision": "7ce843afd9d44cf6a483da1844086b4a",
+VERDICT_RECORD = "verdict"
+MESSAGE_IDS: dict[str, str] = {
+    VERDICT_RECORD: "5a01ba8d9a354266b5189ac90117b557",
+    EventKind.FAULT: "b1a6b1f25a3e4221ab82c0f6673f994f",
+    EventKind.START: "0f12c7ed6efb4275beec27b55c91abde",
+    EventKind.STOP: "4524c69a4ea1475bbf70cdc8b03c4973",
+    EventKind.RELOAD: "960be9cf77f44ea886f0c8ff08625ec6",
+    EventKind.SUMMARY: "b2b7174efc2f4cce9b3c917ef77d620a",
+    EventKind.PRECISION: "7ce843afd9d44cf6a483da1844086b4a",
 }
-PRIORITY = {"REJECT": 4, "PASS": 6, "fault": 3, "start": 5, "stop": 5, "reload": 5, "summary": 6, "precision": 4}
+PRIORITY: dict[str, int] = {
+    Verdict.REJECT: 4, Verdict.PASS: 6, EventKind.FAULT: 3, EventKind.START: 5, EventKind.STOP: 5, EventKind.RELOAD: 5,
+    EventKind.SUMMARY: 6, EventKind.PRECISION: 4,
+}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+@dataclass
+class JournalConfig(OutputConfig):
+    log: str = setting("all", choices=("all", "rejects"))  # rejects: rejects plus a summary every summary_interval_s
+    summary_interval_s: float = setting(60.0, above=0, fix="seconds between summaries, e.g. 60")
+
+    def open(self, on_fault: Callable[[str], None]) -> Output:
+        return JournalOutput(self)
 
 
 def journal_sender() -> Callable[..., None] | None:
@@ -45,21 +61,23 @@ def journal_sender() -> Callable[..., None] | None:
 
 
 class JournalOutput:
-    def __init__(self, config: JournalConfig, send: Callable[..., None] | None = None, stream=None, to_stderr: bool = False) -> None:
+    def __init__(self, config: JournalConfig, send: Callable[..., None] | None = None, stream: TextIO | None = None,
+                 to_stderr: bool = False) -> None:
         self.config = config
         self.send = None if to_stderr else (send or journal_sender())
         self.stream = stream or sys.stderr
         self.frames = self.rejects = 0
         self.window_start = time.monotonic()
         self.window_frames = 0
+        self.closed = False
 
-    def verdict(self, verdict: Verdict) -> None:
+    def verdict(self, verdict: FrameVerdict) -> None:
         self.frames += 1
         self.window_frames += 1
         self.rejects += verdict.rejected
         if self.config.log == "all" or verdict.rejected:
             fields = {
-                "INSPECTD_VERDICT": verdict.verdict,
+                "INSPECTD_VERDICT": str(verdict.verdict),
                 "INSPECTD_SCORE": f"{verdict.score:.4f}",
                 "INSPECTD_THRESHOLD": f"{verdict.threshold:.4f}",
                 "INSPECTD_FRAME": str(verdict.frame),
@@ -74,27 +92,30 @@ class JournalOutput:
             relation = ">" if verdict.score > verdict.threshold else "<="
             message = (f"{verdict.verdict} frame {verdict.frame} score {verdict.score:.3f} {relation} {verdict.threshold:.3f} "
                        f"({verdict.latency_ms:.1f} ms) {verdict.source}")
-            self._emit("verdict", message, PRIORITY[verdict.verdict], fields)
+            self._emit(VERDICT_RECORD, message, PRIORITY[verdict.verdict], fields)
         if time.monotonic() - self.window_start >= self.config.summary_interval_s:
             self.summary()
 
     def summary(self) -> None:
         now = time.monotonic()
         fps = self.window_frames / max(now - self.window_start, 1e-9)
-        self._emit("summary", f"{self.frames} frames, {self.rejects} rejects, {fps:.1f} frames/s", PRIORITY["summary"],
+        self._emit(EventKind.SUMMARY, f"{self.frames} frames, {self.rejects} rejects, {fps:.1f} frames/s", PRIORITY[EventKind.SUMMARY],
                    {"INSPECTD_FRAMES": str(self.frames), "INSPECTD_REJECTS": str(self.rejects), "INSPECTD_FPS": f"{fps:.2f}"})
         self.window_start, self.window_frames = now, 0
 
-    def event(self, kind: str, message: str, **fields: object) -> None:
-        self._emit(kind, message, PRIORITY.get(kind, 5), {f"INSPECTD_{k.upper()}": str(v) for k, v in fields.items()})
+    def event(self, kind: EventKind, message: str, **fields: object) -> None:
+        self._emit(kind, message, PRIORITY[kind], {f"INSPECTD_{k.upper()}": str(v) for k, v in fields.items()})
 
     def _emit(self, kind: str, message: str, priority: int, fields: dict[str, str]) -> None:
         if self.send is not None:
             self.send(message, PRIORITY=str(priority), MESSAGE_ID=MESSAGE_IDS[kind], SYSLOG_IDENTIFIER="inspectd", **fields)
         else:
             extra = " ".join(f"{k.removeprefix('INSPECTD_').lower()}={v}" for k, v in fields.items() if k != "INSPECTD_MODEL")
-            print(f"inspectd: {message}" + (f"  [{extra}]" if kind != "verdict" and extra else ""), file=self.stream, flush=True)
+            print(f"inspectd: {message}" + (f"  [{extra}]" if kind != VERDICT_RECORD and extra else ""), file=self.stream, flush=True)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.frames and self.config.log == "rejects":
             self.summary()

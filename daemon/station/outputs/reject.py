@@ -1,17 +1,35 @@
-"""The reject line as an output: a GPIO pulse for each REJECT, dropped at once on a fault."""
+"""``[gpio.reject]``: the reject line as an output, a GPIO pulse for each REJECT, dropped at once on a fault."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from inspectd.daemon.gpio import GpioBackend
 from inspectd.daemon.gpio.reject import RejectPulse
-from inspectd.daemon.station.verdict import Verdict
+from inspectd.daemon.station.outputs.interface import EventKind
+from inspectd.daemon.station.settings import Section, setting
+from inspectd.daemon.station.verdict import FrameVerdict
+
+
+@dataclass
+class RejectLineConfig(Section):
+    line: str = ""  # line name or offset; "" for no reject line
+    active_low: bool = False
+    pulse_ms: float = setting(100.0, above=0, fix="the pulse length in milliseconds the PLC needs, e.g. 100")
+
+    def open(self, gpio: GpioBackend) -> RejectOutput | None:
+        if not self.line:
+            return None
+        line = gpio.output(self.line, active_low=self.active_low, consumer="inspectd-reject", key="gpio.reject.line")
+        return RejectOutput(RejectPulse(line, self.pulse_ms))
 
 
 class RejectOutput:
     """
         >>> from inspectd.daemon.gpio import open_backend
         >>> gpio = open_backend("memory")
-        >>> output = RejectOutput(RejectPulse(gpio.output("GPIO17"), width_ms=100))
-        >>> output.event("fault", "camera gone"); gpio.level("GPIO17")
+        >>> output = RejectLineConfig(line="GPIO17").open(gpio)
+        >>> output.event(EventKind.FAULT, "camera gone"); gpio.level("GPIO17")
         False
         >>> output.close(); output.close()
     """
@@ -19,12 +37,12 @@ class RejectOutput:
     def __init__(self, pulse: RejectPulse) -> None:
         self.pulse = pulse
 
-    def verdict(self, verdict: Verdict) -> None:
+    def verdict(self, verdict: FrameVerdict) -> None:
         if verdict.rejected:
             self.pulse.pulse()
 
-    def event(self, kind: str, message: str, **fields: object) -> None:
-        if kind == "fault":
+    def event(self, kind: EventKind, message: str, **fields: object) -> None:
+        if kind is EventKind.FAULT:
             self.pulse.cancel()  # whatever was on its way out is no longer known to be bad
 
     def close(self) -> None:

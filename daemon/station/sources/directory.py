@@ -1,4 +1,4 @@
-"""A folder of images: replayed once, in a loop, or watched for new files.
+"""``[source] kind = "directory"``: a folder of images, replayed once, in a loop, or watched for new files.
 
     >>> source = DirectorySource("/srv/parts", mode="watch")   # doctest: +SKIP
     >>> frame = source.read(timeout_s=0.5)                      # doctest: +SKIP
@@ -12,26 +12,53 @@ that file (never a verdict) and the replay goes on.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
 from inspectd.daemon.runtime.images import IMAGE_SUFFIXES, list_images, read_image
-from inspectd.daemon.station.sources import BadFrame, Frame, SourceEnded
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.sources.interface import BadFrame, Frame, Source, SourceConfig, SourceEnded
 
 WATCH_SETTLE_S = 0.2
 WATCH_POLL_S = 0.05
+MODES = ("once", "loop", "watch")
+
+
+@dataclass
+class DirectoryConfig(SourceConfig):
+    kind: ClassVar[str] = "directory"
+
+    path: str = ""  # the folder
+    mode: str = setting("once", choices=MODES)
+
+    def check(self) -> None:
+        super().check()
+        if not self.path:
+            raise ConfigError("is required for a directory source", key="path", fix="set it to the folder of images to replay or watch")
+        if not Path(self.path).is_dir():
+            raise ConfigError(f"'{self.path}' is not a folder", key="path", fix="create it or point to the images")
+
+    @property
+    def frames_on_demand(self) -> bool:
+        return self.mode == "watch"
+
+    def open_kind(self) -> Source:
+        return DirectorySource(self.path, self.mode)
 
 
 class DirectorySource:
     def __init__(self, path: str | Path, mode: str = "once") -> None:
         self.folder, self.mode = Path(path), mode
         if not self.folder.is_dir():
-            raise InspectdError(f"source.path: '{self.folder}' is not a folder; create it or point to the images")
+            raise SourceError(f"'{self.folder}' is not a folder", key="source.path", fix="create it or point to the images")
         self.name = f"directory:{self.folder}"
         self.queue: list[Path] = [] if mode == "watch" else list_images(self.folder)
         self.seen: set[str] = {p.name for p in list_images(self.folder)} if mode == "watch" else set()
         if mode != "watch" and not self.queue:
-            raise InspectdError(f"source.path: '{self.folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or use mode = 'watch'")
+            raise SourceError(f"'{self.folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})", key="source.path",
+                              fix="add some, or use mode = 'watch'")
         self.position = 0
 
     def read(self, timeout_s: float) -> Frame | None:

@@ -1,4 +1,5 @@
-"""Frames already in memory, replayed once or in a loop: for tests, benchmarks and embedding."""
+"""Frames already in memory, replayed once or in a loop: for tests, benchmarks and embedding
+(pass ``open_source=lambda config: MemorySource(frames)`` to the Station; not a configurable kind)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 import numpy as np
 
-from inspectd.daemon.station.sources import Frame, SourceEnded
+from inspectd.daemon.station.sources.interface import Frame, SourceEnded
 
 
 class MemorySource:

@@ -1,4 +1,4 @@
-"""OpenCV capture: a V4L2 device (index or /dev/videoN), an RTSP/HTTP stream, or a video file.
+"""``[source] kind = "opencv"``: a V4L2 device (index or /dev/videoN), an RTSP/HTTP stream, or a video file.
 
     >>> source = OpenCVSource("rtsp://camera.local/stream", 1920, 1080)   # doctest: +SKIP
 
@@ -10,11 +10,28 @@ stops the daemon's watchdog pings, and systemd restarts the service.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 
-from inspectd.daemon.station.sources import Frame, SourceEnded, SourceFault
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.sources.interface import Frame, Source, SourceConfig, SourceEnded, SourceFault
+
+SIZE_FIX = "the capture size in pixels, e.g. width = 1536, height = 864"
+
+
+@dataclass
+class OpenCVConfig(SourceConfig):
+    kind: ClassVar[str] = "opencv"
+
+    device: str = "0"  # device index, /dev/videoN, rtsp://, http://, or a video file
+    width: int = setting(1536, above=0, fix=SIZE_FIX)  # asked of devices; streams and files keep their own
+    height: int = setting(864, above=0, fix=SIZE_FIX)
+
+    def open_kind(self) -> Source:
+        return OpenCVSource(self.device, self.width, self.height)
 
 
 class OpenCVSource:
@@ -26,7 +43,8 @@ class OpenCVSource:
         target: int | str = int(device) if device.isdigit() else device
         self.capture = cv2.VideoCapture(target)
         if not self.capture.isOpened():
-            raise SourceFault(f"source.device '{device}': OpenCV cannot open it (no such camera, stream unreachable or unsupported file)")
+            raise SourceFault(f"'{device}': OpenCV cannot open it (no such camera, stream unreachable or unsupported file)",
+                              key="source.device", fix="check the device, URL or file")
         if not self.is_file and "://" not in device:
             self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
@@ -36,11 +54,11 @@ class OpenCVSource:
         if not ok or pixels is None:
             if self.is_file:
                 raise SourceEnded(f"reached the end of {self.device} after {self.count} frames")
-            raise SourceFault(f"source.device '{self.device}': no frame (camera unplugged or stream dropped)")
+            raise SourceFault(f"'{self.device}': no frame (camera unplugged or stream dropped)", key="source.device")
         self.count += 1
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
         return Frame(pixels, f"{Path(self.device).name if self.is_file else 'opencv'}#{self.count}", time.monotonic())
 
     def close(self) -> None:
-        self.capture.release()
+        self.capture.release()  # releasing twice is harmless

@@ -1,5 +1,5 @@
-"""The Raspberry Pi camera (Camera Module 3) through picamera2, which comes from the OS
-(``apt install python3-picamera2``; a venv needs ``--system-site-packages``).
+"""``[source] kind = "picamera2"``: the Raspberry Pi camera (Camera Module 3) through picamera2,
+which comes from the OS (``apt install python3-picamera2``; a venv needs ``--system-site-packages``).
 
 Fixed resolution; auto exposure, gain and white balance run for ``settle_ms`` and are then
 locked at the values they reached: a drifting auto-exposure moves PaDiM scores.
@@ -9,9 +9,26 @@ This module stays thin: it cannot run off a Pi.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
-from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.station.sources import Frame, SourceFault
+from inspectd.daemon.errors import SourceError
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.sources.interface import Frame, Source, SourceConfig, SourceFault
+
+SIZE_FIX = "the capture size in pixels, e.g. width = 1536, height = 864"
+
+
+@dataclass
+class Picamera2Config(SourceConfig):
+    kind: ClassVar[str] = "picamera2"
+
+    width: int = setting(1536, above=0, fix=SIZE_FIX)
+    height: int = setting(864, above=0, fix=SIZE_FIX)
+    settle_ms: int = setting(1500, minimum=0, fix="milliseconds for exposure and white balance to settle before they are locked")
+
+    def open_kind(self) -> Source:
+        return Picamera2Source(self.width, self.height, self.settle_ms)
 
 
 class Picamera2Source:
@@ -19,9 +36,9 @@ class Picamera2Source:
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise InspectdError("source.kind 'picamera2': the picamera2 module is missing; apt install python3-picamera2 "
-                                "and create the venv with --system-site-packages") from None
-        self.name, self.count = "picamera2", 0
+            raise SourceError("the picamera2 module is missing", key="source.kind",
+                              fix="apt install python3-picamera2 and create the venv with --system-site-packages") from None
+        self.name, self.count, self.closed = "picamera2", 0, False
         try:
             self.camera = Picamera2()
             # "RGB888" is B, G, R in memory: OpenCV's order, what the model folder expects.
@@ -35,7 +52,7 @@ class Picamera2Source:
                 "ColourGains": settled["ColourGains"],
             })
         except (RuntimeError, IndexError, OSError) as exc:
-            raise SourceFault(f"source.kind 'picamera2': camera not available ({exc})") from None
+            raise SourceFault(f"camera not available ({exc})", key="source.kind", fix="check the ribbon cable and `rpicam-hello`") from None
 
     def read(self, timeout_s: float) -> Frame | None:
         try:
@@ -46,4 +63,6 @@ class Picamera2Source:
         return Frame(pixels[:, :, :3], f"picamera2#{self.count}", time.monotonic())
 
     def close(self) -> None:
-        self.camera.close()
+        if not self.closed:
+            self.closed = True
+            self.camera.close()

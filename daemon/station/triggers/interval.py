@@ -1,8 +1,24 @@
-"""Take a frame every ``interval_ms``, on a fixed schedule (a late frame does not shift the next)."""
+"""``[trigger] kind = "interval"``: take a frame every ``interval_ms``, on a fixed schedule (a late frame does not shift the next)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from inspectd.daemon.gpio import GpioBackend
+from inspectd.daemon.station.settings import setting
+from inspectd.daemon.station.triggers.interface import Trigger, TriggerConfig
+
+
+@dataclass
+class IntervalConfig(TriggerConfig):
+    kind: ClassVar[str] = "interval"
+
+    interval_ms: float = setting(1000.0, above=0, fix="one frame every N milliseconds, e.g. 1000")
+
+    def open(self, gpio: GpioBackend | None) -> Trigger:
+        return IntervalTrigger(self.interval_ms)
 
 
 class IntervalTrigger:

@@ -1,0 +1,92 @@
+"""What every frame source shares: the Frame it yields, how it fails, and the keys every
+``[source]`` table has (``roi``, ``retry_max_s``).
+
+A source's ``read(timeout_s)`` returns the next ``Frame``, or None when there is nothing yet
+(a watched folder with no new file); it raises ``SourceEnded`` when a replay is over and
+``SourceFault`` when the camera or stream fails (the daemon logs it, drops the ready line
+and reopens the source with backoff), and ``BadFrame`` for one unreadable frame (logged as
+a fault for that frame, never turned into a verdict). ``close()`` may be called twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from inspectd.daemon.errors import ConfigError, SourceError
+from inspectd.daemon.station.settings import Section, setting
+
+
+@dataclass
+class Frame:
+    pixels: np.ndarray  # BGR uint8, height x width x 3, after the region-of-interest crop
+    name: str  # the file name, or the source kind and a capture counter
+    captured_at: float  # time.monotonic() when it was taken
+
+
+class SourceEnded(Exception):
+    """A replay reached its end: the run is over, not an error."""
+
+
+class SourceFault(SourceError):
+    """The source failed (camera gone, stream dropped); reopening it may help."""
+
+
+class BadFrame(SourceError):
+    """One frame could not be read (a corrupt file); the source itself is fine."""
+
+
+class Source(Protocol):
+    name: str
+
+    def read(self, timeout_s: float) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SourceConfig(Section):
+    """The keys of ``[source]`` that every kind has; each kind adds its own."""
+
+    kind: ClassVar[str]
+    frames_on_demand: ClassVar[bool] = False  # frames come only when a part does (READY=1 cannot wait for one)
+
+    roi: list[int] | None = None  # [x, y, width, height] crop applied to every frame
+    retry_max_s: float = setting(30.0, above=0, fix="the longest wait between reconnects, in seconds, e.g. 30")
+
+    def check(self) -> None:
+        roi = self.roi
+        if roi is not None and (len(roi) != 4 or roi[2] <= 0 or roi[3] <= 0 or min(roi[:2]) < 0):
+            raise ConfigError(f"must be [x, y, width, height] with a positive size, got {roi}", key="roi",
+                              fix="e.g. roi = [200, 100, 1024, 640], or remove it for the whole frame")
+
+    def open(self) -> Source:
+        source = self.open_kind()
+        return CroppedSource(source, self.roi) if self.roi else source
+
+    def open_kind(self) -> Source:
+        raise NotImplementedError
+
+
+class CroppedSource:
+    """The region of interest, applied identically whatever the source."""
+
+    def __init__(self, source: Source, roi: list[int]) -> None:
+        self.source, self.roi, self.name = source, roi, source.name
+
+    def read(self, timeout_s: float) -> Frame | None:
+        frame = self.source.read(timeout_s)
+        if frame is None:
+            return None
+        x, y, width, height = self.roi
+        frame_height, frame_width = frame.pixels.shape[:2]
+        if x + width > frame_width or y + height > frame_height:
+            raise ConfigError(f"{self.roi} reaches outside the {frame_width}x{frame_height} frame '{frame.name}'", key="source.roi",
+                              fix="make it fit inside the frame")
+        frame.pixels = np.ascontiguousarray(frame.pixels[y : y + height, x : x + width])
+        return frame
+
+    def close(self) -> None:
+        self.source.close()
