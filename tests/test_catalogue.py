@@ -342,10 +342,10 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_header_only(width: int, height: int, depth: int = 8, colour: int = 2) -> bytes:
+def png_header_only(width: int, height: int, depth: int = 8, colour: int = 2, rows: int = 4) -> bytes:
     """A PNG whose header declares width x height, with a few rows of real data: a decompression bomb's shape."""
     row = b"\x00" + bytes(width * 3)
-    pixels = zlib.compress(row * 4, 9)
+    pixels = zlib.compress(row * min(rows, height), 9)
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
             + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b""))
 
@@ -367,10 +367,10 @@ def make_images(folder: Path, good: Path) -> dict[str, str]:
         **{f"png_cut{n}.png": png[:n] for n in (8, 16, 33, 60, 200, 1000)},
         "png_half.png": png[: len(png) // 2], "png_minus1.png": png[:-1],
         **{f"jpg_cut{n}.jpg": jpg[:n] for n in (2, 20, 200, 1000)},
-        "jpg_half.jpg": jpg[: len(jpg) // 2], "jpg_minus2.jpg": jpg[:-2],
+        "jpg_half.jpg": jpg[: len(jpg) // 2],
         "png_bad_crc.png": png[:40] + bytes([png[40] ^ 0xFF]) + png[41:],
         "bomb_60000.png": png_header_only(60000, 60000), "bomb_30000.png": png_header_only(30000, 30000),
-        "bomb_wide.png": png_header_only(200000, 4), "bomb_zero.png": png_header_only(0, 10),
+        "bomb_wide.png": png_header_only(200000, 40), "bomb_zero.png": png_header_only(0, 10),
         "bomb_jpeg.jpg": jpeg_header_only(65000, 65000), "bomb_jpeg_zero.jpg": jpeg_header_only(0, 0),
         "sixteen_bit.png": cv2.imencode(".png", np.full((32, 32, 3), 40000, np.uint16))[1].tobytes(),
         "sixteen_gray.png": cv2.imencode(".png", np.full((32, 32), 40000, np.uint16))[1].tobytes(),
@@ -381,6 +381,10 @@ def make_images(folder: Path, good: Path) -> dict[str, str]:
         "webp_cut.webp": cv2.imencode(".webp", np.zeros((32, 32, 3), np.uint8))[1].tobytes()[:30],
         "tiff_cut.tiff": cv2.imencode(".tiff", np.zeros((32, 32, 3), np.uint8))[1].tobytes()[:50],
         "jpg_named.png": jpg[: len(jpg) // 3],
+        **{f"random.{suffix}": os.urandom(3000) for suffix in ("bmp", "tiff", "webp", "jpeg")},
+        "bomb_tiff.tiff": b"II*\x00\x08\x00\x00\x00\x02\x00" + struct.pack("<HHII", 256, 4, 1, 60000) + struct.pack("<HHII", 257, 4, 1, 60000),
+        "bomb_bmp.bmp": b"BM" + bytes(16) + struct.pack("<ii", 60000, -60000) + bytes(30),
+        "bomb_webp.webp": b"RIFF\x00\x10\x00\x00WEBPVP8X\x0a\x00\x00\x00" + bytes(4) + (60000).to_bytes(3, "little") * 2,
     }
     for name, data in made.items():
         (folder / name).write_bytes(data)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import InspectdError, SourceError
+from inspectd.daemon.runtime.image_header import declared_size
 
 # OpenCV prints its own decoder complaints to stderr; inspectd reports a bad file in one line of its own.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -15,28 +17,62 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an 8-bit colour image as a BGR uint8 array (EXIF orientation ignored, as anomalib does)."""
+# A frame bigger than this is refused from its header, before decoding (config: source.max_pixels).
+# 40 megapixels: above every station camera (a Pi HQ camera is 12.3), far below what exhausts a Pi's memory.
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an 8-bit colour image as a BGR uint8 array (EXIF orientation ignored, as anomalib does).
+
+    Only regular files are opened (a FIFO named like an image would block forever), and the
+    size the header declares is checked against ``max_pixels`` before anything is decoded.
+    Every problem is a SourceError naming the file.
+    """
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(f"is not a regular file ({_kind(info.st_mode)}); only image files are read", file=path,
+                              fix="remove it from the folder")
+        if info.st_size > MAX_FILE_BYTES:
+            raise SourceError(f"is {info.st_size / 2**20:.0f} MB, more than any frame of {max_pixels / 1e6:g} megapixels",
+                              file=path, fix="check what wrote it")
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
-        raise InspectdError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InspectdError(f"{path}: not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP); replace the file")
+        raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check the path and its permissions") from None
+    size = declared_size(data)
+    if size is not None and (size[0] * size[1] > max_pixels or 0 in size):
+        raise SourceError(f"declares {size[0]}x{size[1]} pixels, outside 1 to {max_pixels:,} (source.max_pixels)", file=path,
+                          fix="send frames of the camera's size, or raise source.max_pixels")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except cv2.error as exc:
+        raise SourceError(f"not a readable image ({str(exc).strip().splitlines()[-1][:100]})", file=path, fix="replace the file") from None
+    if image is None or image.size == 0:
+        raise SourceError("not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP)", file=path, fix="replace the file")
     if image.dtype != np.uint8:
-        raise InspectdError(
-            f"{path}: is a {image.dtype.itemsize * 8}-bit image; the model was trained on 8-bit colour images, "
-            f"convert it to 8 bits per channel (e.g. PNG or JPEG from the station camera)"
-        )
+        raise SourceError(f"is a {image.dtype.itemsize * 8}-bit image; the model was trained on 8-bit colour images", file=path,
+                          fix="convert it to 8 bits per channel (e.g. PNG or JPEG from the station camera)")
     if image.ndim == 2 or image.shape[2] == 1:
-        raise InspectdError(
-            f"{path}: is a grayscale image; the model was trained on colour images, use the station camera's colour output"
-        )
+        raise SourceError("is a grayscale image; the model was trained on colour images", file=path,
+                          fix="use the station camera's colour output")
+    if image.shape[2] == 2:
+        raise SourceError("has 2 channels (gray and alpha); the model was trained on colour images", file=path,
+                          fix="save it as RGB")
     if image.shape[2] == 4:
         image = np.ascontiguousarray(image[:, :, :3])  # drop alpha, as PIL's convert("RGB") does in training
     return image
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def list_images(folder: Path) -> list[Path]:

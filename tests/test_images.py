@@ -1,0 +1,71 @@
+"""Reading image files: sizes from headers before decoding, and nothing but a SourceError for bad bytes."""
+
+from __future__ import annotations
+
+import doctest
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inspectd.daemon.errors import SourceError
+from inspectd.daemon.runtime import image_header
+from inspectd.daemon.runtime.image_header import declared_size
+from inspectd.daemon.runtime.images import read_image
+
+
+@pytest.mark.parametrize("suffix,params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".bmp", []),
+                                           (".tiff", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
+                                           (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])])
+@pytest.mark.parametrize("width,height", [(1, 1), (37, 113), (640, 480), (1001, 667)])
+def test_declared_size_matches_what_opencv_decodes(suffix, params, width, height):
+    frame = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    data = cv2.imencode(suffix, frame, params)[1].tobytes()
+    assert declared_size(data) == (width, height)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (height, width)
+
+
+def test_oversized_header_is_refused_before_decoding(tmp_path):
+    frame = np.zeros((300, 400, 3), np.uint8)
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), frame)
+    with pytest.raises(SourceError, match=r"declares 400x300 pixels, outside 1 to 100,000 \(source.max_pixels\)"):
+        read_image(path, max_pixels=100_000)
+    assert read_image(path, max_pixels=120_000).shape == (300, 400, 3)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=4096), prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"BM", b"RIFF\x00\x00\x00\x00WEBPVP8X",
+                                                              b"II*\x00", b"MM\x00*"]))
+def test_any_bytes_give_an_image_or_one_source_error(tmp_path, data, prefix):
+    declared_size(prefix + data)  # never raises
+    path = tmp_path / "frame.png"
+    path.write_bytes(prefix + data)
+    try:
+        image = read_image(path)
+    except SourceError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+    else:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=2000), flip=st.integers(min_value=0, max_value=2000))
+def test_damaged_real_frames_give_an_image_or_one_source_error(tmp_path, cut, flip):
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for suffix in (".png", ".jpg"):
+        data = bytearray(cv2.imencode(suffix, frame)[1].tobytes())
+        data[flip % len(data)] ^= 0x5A
+        path = tmp_path / f"frame{suffix}"
+        path.write_bytes(bytes(data[: len(data) - cut % len(data)]))
+        try:
+            image = read_image(path)
+        except SourceError:
+            continue
+        assert image.shape == (48, 64, 3)
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(image_header).failed == 0
