@@ -1,0 +1,1 @@
+"""Measuring a model folder on labelled images: metrics as anomalib defines them, no torch."""
