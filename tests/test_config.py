@@ -46,6 +46,7 @@ def refused(tmp_path: Path, tables: dict[str, dict]) -> str:
 
 def valid_tables(tmp_path: Path, table: str = "", kind: str | None = None) -> dict[str, dict]:
     """The smallest valid configuration in which ``table`` (of ``kind``) exists."""
+    (tmp_path / "part.png").write_bytes(b"")  # a replayed folder must hold an image file (read only at run time)
     tables: dict[str, dict] = {"model": {"path": "/var/lib/inspectd/model"}, "source": {"kind": "directory", "path": str(tmp_path)}}
     if table == "source":
         tables["source"] = {"kind": kind, **({"path": str(tmp_path)} if kind == "directory" else {})}
@@ -184,7 +185,26 @@ def test_rules_across_tables(tmp_path):
         f"key source.path: '{tmp_path / 'absent'}' is not a folder; create it or point to the images")
 
 
+def test_a_gpio_line_is_used_once(tmp_path):
+    tables = valid_tables(tmp_path, "gpio.ready")
+    tables["gpio.reject"], tables["gpio.ready"] = {"line": "GPIO17"}, {"line": "GPIO17"}
+    assert refused(tmp_path, tables) == "key gpio.ready.line: 'GPIO17' is already gpio.reject.line; each line can be used once: choose another line"
+    tables["gpio.ready"] = {"line": "27"}
+    tables["trigger"] = {"kind": "gpio", "line": " 27"}  # an offset, however written
+    assert refused(tmp_path, tables).startswith("key trigger.line: ' 27' is already gpio.ready.line; ")
+
+
+def test_a_replayed_folder_must_hold_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert refused(tmp_path, {"source": {"kind": "directory", "path": str(tmp_path), "mode": "loop"}}).startswith(
+        f"key source.path: '{tmp_path}' holds no images (.png, ")
+    path = tmp_path / "watched.toml"
+    path.write_text(toml({"source": {"kind": "directory", "path": str(tmp_path), "mode": "watch"}}))
+    assert load(path).source.frames_on_demand  # a watched folder fills later
+
+
 def test_sections_built_in_code_check_themselves(tmp_path):
+    (tmp_path / "part.png").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"^key interval_ms: must be a finite number, got nan"):
         IntervalConfig(interval_ms=float("nan"))
     with pytest.raises(ConfigError, match=r"^key path: is required for a directory source"):

@@ -211,7 +211,7 @@ def test_every_part_can_be_closed_twice(demo_model, station_images, tmp_path):
     assert gpio.level("GPIO17") is False and gpio.level("GPIO27") is False
 
 
-def test_config_errors_exit_78_with_one_line(demo_model, tmp_path):
+def test_config_errors_exit_78_with_one_line(demo_model, station_images, tmp_path):
     cases = {
         "unknown key": ('[model]\npath = "x"\nfoo = 1\n', "key model.foo: unknown key; valid keys in [model]: path, device, threshold, precision"),
         "wrong type": (f'[model]\npath = "{demo_model}"\n[trigger]\nkind = "interval"\ninterval_ms = "fast"\n',
@@ -222,7 +222,13 @@ def test_config_errors_exit_78_with_one_line(demo_model, tmp_path):
                        "key source.kind: 'webcam' is not a source kind; use one of: picamera2, opencv, directory"),
         "another kind's key": ('[source]\nkind = "directory"\npath = "/tmp"\ndevice = "0"\n',
                                "key source.device: belongs to the opencv source, not to kind = 'directory'; remove it, or set kind = 'opencv'"),
-        "missing model": ('[model]\npath = "/nowhere/model"\n[source]\nkind = "directory"\npath = "/tmp"\n', "key model.path: "),
+        "roi outside the frames": (f'[model]\npath = "{demo_model}"\n[source]\nkind = "directory"\npath = "{station_images / "test" / "good"}"\n'
+                                   f'roi = [0, 0, 100000, 50]\n[journal]\nenabled = false\n',
+                                   "key source.roi: [0, 0, 100000, 50] reaches outside the 480x360 frame '000.png'"),
+        "no such chip": (f'[model]\npath = "{demo_model}"\n[source]\nkind = "directory"\npath = "{station_images / "test" / "good"}"\n'
+                         f'[gpio]\nchip = "no-such-chip"\n', "key gpio.chip: "),
+        "missing model": (f'[model]\npath = "/nowhere/model"\n[source]\nkind = "directory"\npath = "{station_images / "test" / "good"}"\n',
+                          "key model.path: "),
         "bad toml": ("[model\n", "not valid TOML"),
     }
     for name, (text, expected) in cases.items():
@@ -257,11 +263,12 @@ class NotifySocket:
                 continue
             self.messages.append((time.monotonic(), data.decode()))
 
-    def wait_for(self, text: str, timeout_s: float = 60.0) -> float:
+    def wait_for(self, text: str, timeout_s: float = 60.0, after: float = float("-inf")) -> float:
+        """When the first message holding ``text`` (and received after ``after``) came."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for at, message in list(self.messages):
-                if text in message:
+                if text in message and at > after:
                     return at
             time.sleep(0.05)
         raise AssertionError(f"no {text!r} within {timeout_s} s; got {[m for _, m in self.messages][-5:]}")
@@ -312,19 +319,17 @@ def test_sd_notify_ready_watchdog_status_stopping(demo_model, station_images, tm
 
 
 def test_watchdog_pings_stop_when_the_source_hangs(demo_model, station_images, tmp_path):
-    """A FIFO with no writer blocks the reader forever: a real hung source."""
-    watched = tmp_path / "incoming"
-    watched.mkdir()
+    """OpenCV opening a FIFO that no one writes to blocks forever: a real hung stream."""
     notify = NotifySocket(tmp_path / "notify.sock")
-    config = write_config(tmp_path / "h.toml", demo_model, f'kind = "directory"\npath = "{watched}"\nmode = "watch"')
+    config = write_config(tmp_path / "h.toml", demo_model, f'kind = "directory"\npath = "{station_images / "test" / "good"}"\nmode = "loop"')
     daemon = start_daemon(config, notify, 2_000_000)
     try:
-        time.sleep(1.0)
-        (watched / "a.png").symlink_to(station_images / "test" / "good" / "000.png")
         notify.wait_for("READY=1")
-        os.mkfifo(watched / "hang.png")
-        time.sleep(0.5)
-        hung_at = time.monotonic()
+        os.mkfifo(tmp_path / "stream.fifo")
+        write_config(config, demo_model, f'kind = "opencv"\ndevice = "{tmp_path / "stream.fifo"}"')
+        daemon.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING=1")
+        hung_at = notify.wait_for("READY=1", after=reloading)  # sent just before the new capture thread opens the stream
         time.sleep(3.0)
         last_ping = notify.pings()[-1]
         assert daemon.poll() is None  # still running: systemd's watchdog is what kills it

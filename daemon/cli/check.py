@@ -1,9 +1,12 @@
-"""``inspectd check``: validate the configuration and load the model folder (self-test included), then exit."""
+"""``inspectd check``: validate the configuration, load the model folder (self-test included), open the GPIO chip
+and, for a folder replay, read the first frame through the ROI; then exit. Nothing a running daemon holds is
+taken (no camera, no GPIO line), so it can check a new configuration before ``systemctl reload``."""
 
 from __future__ import annotations
 
 import argparse
 
+from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.station.config import DEFAULT_PATH
 
 
@@ -15,11 +18,18 @@ def add_to(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.station.config import load
+    from inspectd.daemon.station.devices import check_chip
     from inspectd.daemon.station.pipeline import build_pipeline
+    from inspectd.daemon.station.settings import located
 
     config = load(args.config)
     pipeline = build_pipeline(config, on_fault=lambda message: None)
     pipeline.close()
+    check_chip(config)
+    try:
+        config.source.sample()  # a folder's first frame through the ROI: does it fit?
+    except InspectdError as error:
+        raise located(error, config.file) from None
     model = pipeline.model
     folder = model.folder
     print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "

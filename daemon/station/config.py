@@ -79,6 +79,7 @@ class Config(Section):
     file: str = internal("")  # where it was read from, for messages
 
     def check(self) -> None:
+        self._check_lines_are_distinct()
         if self.trigger.needs_gpio and self.gpio is None:
             raise ConfigError(f"is {self.trigger.kind!r} but there is no [gpio] table naming the chip", key="trigger.kind",
                               fix='add [gpio] with chip = "pinctrl-rp1" (`inspectd doctor` lists the chips)')
@@ -86,6 +87,19 @@ class Config(Section):
             streaming = [name for name in TRIGGERS.names() if TRIGGERS.get(name).streams]
             raise ConfigError(f"needs consecutive frames of the same part, and a {self.trigger.kind} trigger takes one per part",
                               key="decision.confirm", fix=f"remove it, or use trigger kind {' or '.join(map(repr, streaming))}")
+
+    def _check_lines_are_distinct(self) -> None:
+        """A line can be requested once: a second use is a mistake in this file, so say so here, not at start."""
+        used = [("gpio.reject.line", self.gpio.reject.line), ("gpio.ready.line", self.gpio.ready.line)] if self.gpio else []
+        used.append(("trigger.line", getattr(self.trigger, "line", "")))
+        seen: dict[str | int, str] = {}
+        for key, line in used:
+            if not line:
+                continue
+            line_id = int(line) if line.strip().isdigit() else line.strip()
+            if line_id in seen:
+                raise ConfigError(f"{line!r} is already {seen[line_id]}", key=key, fix="each line can be used once: choose another line")
+            seen[line_id] = key
 
     @property
     def outputs(self) -> list[OutputConfig]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from inspectd.daemon.errors import GpioError
+from inspectd.daemon.errors import ConfigError, GpioError
 from inspectd.daemon.gpio import GpioBackend, open_backend
 from inspectd.daemon.gpio.heartbeat import Heartbeat
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.outputs import Output
 from inspectd.daemon.station.outputs.reject import RejectOutput
-from inspectd.daemon.station.settings import located
 from inspectd.daemon.station.triggers import Trigger
 
 
@@ -50,8 +49,24 @@ def open_devices(config: Config) -> Devices:
         devices.trigger = config.trigger.open(devices.gpio)
     except GpioError as error:
         devices.close()
-        raise located(error, config.file) from None
+        raise as_config_error(error, config) from None
     except BaseException:
         devices.close()
         raise
     return devices
+
+
+def check_chip(config: Config) -> None:
+    """Open the configured chip and close it again, for ``inspectd check``. Its lines are not
+    requested: a running daemon holds them."""
+    if config.gpio is not None:
+        try:
+            open_backend(config.gpio.chip).close()
+        except GpioError as error:
+            raise as_config_error(error, config) from None
+
+
+def as_config_error(error: GpioError, config: Config) -> ConfigError:
+    """A chip or line the configuration names and this machine cannot give (absent, taken, not permitted):
+    restarting will not change that, so it stops the service like any configuration error (exit 78)."""
+    return ConfigError(error.problem, file=config.file, key=error.key, fix=error.fix)

@@ -75,6 +75,8 @@ class Station:
         self.reload_requested.set()
 
     def run(self) -> int:
+        """Inspects until stopped, the replay ends or the frames asked for are done: 0. An error that ends the
+        run is recorded (fault and stop records), the parts are closed, then it is raised (the CLI prints it)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
@@ -83,7 +85,8 @@ class Station:
         self.pipeline.announce(self.outputs, EventKind.START, f"started: model {model.model_id[:12]} at {model.precision}, "
                                                               f"source {config.source.kind}, trigger {config.trigger.kind}")
         self.start_capture()
-        exit_code, reason = 0, "stopped"
+        failure: InspectdError | None = None
+        reason = "stopped"
         try:
             while not self.stop_requested.is_set():
                 if self.reload_requested.is_set():
@@ -106,14 +109,16 @@ class Station:
                     break
         except InspectdError as exc:
             self.outputs.event(EventKind.FAULT, str(exc))
-            exit_code, reason = exc.exit_code, f"stopped by an error: {exc}"
+            failure, reason = exc, f"stopped by an error: {exc}"
         finally:
             self.health.stopping(reason)
             self.stop_capture()
             self.outputs.event(EventKind.STOP, f"stopped ({reason}): {self.tally.frames} frames, {self.tally.rejects} rejects",
                                frames=self.tally.frames, rejects=self.tally.rejects)
             self.close()
-        return exit_code
+        if failure is not None:
+            raise failure
+        return 0
 
     def inspect(self, frame: Frame) -> FrameVerdict | None:
         """One station cycle for a frame in memory: infer, decide, every output. None if it could not be scored."""

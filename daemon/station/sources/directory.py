@@ -39,10 +39,24 @@ class DirectoryConfig(SourceConfig):
             raise ConfigError("is required for a directory source", key="path", fix="set it to the folder of images to replay or watch")
         if not Path(self.path).is_dir():
             raise ConfigError(f"'{self.path}' is not a folder", key="path", fix="create it or point to the images")
+        if self.mode != "watch" and not list_images(Path(self.path)):
+            raise ConfigError(f"'{self.path}' holds no images ({', '.join(IMAGE_SUFFIXES)})", key="path",
+                              fix="add some, or use mode = 'watch' for files that arrive later")
 
     @property
     def frames_on_demand(self) -> bool:
         return self.mode == "watch"
+
+    def sample(self) -> Frame | None:
+        if self.mode == "watch":
+            return None
+        source = self.open()
+        try:
+            return source.read(0.0)
+        except BadFrame:
+            return None  # one unreadable file is a fault record at run time, not a configuration error
+        finally:
+            source.close()
 
     def open_kind(self) -> Source:
         return DirectorySource(self.path, self.mode)

@@ -69,6 +69,13 @@ class SourceConfig(Section):
     def open_kind(self) -> Source:
         raise NotImplementedError
 
+    def sample(self) -> Frame | None:
+        """A first frame through the ROI, for ``inspectd check``, where taking one disturbs nothing (a folder replay).
+
+        None for cameras and streams: opening them would take them from a daemon that is running.
+        """
+        return None
+
 
 class CroppedSource:
     """The region of interest, applied identically whatever the source."""
