@@ -126,6 +126,11 @@ def run_station(tmp_path: Path, model: Path, folder: Path, log: str = "all") -> 
     return Run(records, archive, store, stderr)
 
 
+def seconds(record: dict) -> float:
+    """When journald received the record (monotonic clock, seconds)."""
+    return int(record["__MONOTONIC_TIMESTAMP"]) / 1e6
+
+
 def model_sha256(model: Path) -> str:
     return hashlib.sha256((model / "model.bin").read_bytes()).hexdigest()
 
@@ -161,6 +166,11 @@ def check_all_mode(run: Run, model: Path, images: list[Path], expected: dict[str
             check_archived(record, run.archive, images[0].parent)
         else:
             assert "INSPECTD_IMAGE" not in record  # pass_sample_every = 0: passes are not archived
+
+    # Each cycle runs after the start record and ends before its own record is sent, one at a time:
+    # together they fit between the start record and the last verdict (milliseconds, not seconds or microseconds).
+    run_s = seconds(verdicts[-1]) - seconds(run.with_id(START)[0])
+    assert sum(float(r["INSPECTD_LATENCY_MS"]) for r in verdicts) / 1000 <= run_s + 0.2
 
     kinds = {r["INSPECTD_VERDICT"] for r in verdicts}
     assert kinds == {"PASS", "REJECT"}, f"the images should give both verdicts, got only {kinds}"
@@ -220,7 +230,9 @@ def test_cookie_replay_log_rejects_only(cookie_model, cookie_images, cookie_expe
     summary = summaries[0]
     assert summary["INSPECTD_FRAMES"] == str(len(names))
     assert summary["INSPECTD_REJECTS"] == str(len(rejected))
-    assert float(summary["INSPECTD_FPS"]) > 0
+    # The rate is the frames over the run: the summary's window opens as the run starts and closes at the summary.
+    window_s = int(summary["INSPECTD_FRAMES"]) / float(summary["INSPECTD_FPS"])
+    assert window_s == pytest.approx(seconds(summary) - seconds(run.with_id(START)[0]), abs=0.5)
     assert summary["PRIORITY"] == "6"
     assert run.records.index(summary) > run.records.index(run.with_id(STOP)[0])
     check_start_and_stop(run, model_sha256(cookie_model), len(names), len(rejected))
