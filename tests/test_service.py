@@ -131,12 +131,15 @@ def station_config(source: str) -> str:
     text, removed = re.subn(r"^(width|height|settle_ms) = .*\n", "", text, flags=re.M)  # the picamera2 keys: refused with another kind
     assert removed == 3
     parsed = tomllib.loads(text)
-    assert "gpio" not in parsed and parsed["source"]["kind"] == "directory"
+    assert "gpio" not in parsed and parsed["source"]["kind"] == tomllib.loads(source)["kind"]
     return text
 
 
 LOOP = station_config(f'kind = "directory"\npath = "{IMAGES}"\nmode = "loop"')
 WATCH_CONFIG = station_config(f'kind = "directory"\npath = "{WATCH}"\nmode = "watch"')
+# OpenCV opening a FIFO that no one writes to blocks forever, as a stream that stops answering would.
+HUNG_STREAM = "/srv/inspectd/stream.fifo"
+HUNG_CONFIG = station_config(f'kind = "opencv"\ndevice = "{HUNG_STREAM}"')
 # A key that does not exist: the daemon must exit with 78 (EX_CONFIG), and systemd must not restart it.
 BAD_CONFIG = LOOP.replace('device = "CPU"', 'device = "CPU"\ndevise = "GPU"', 1)
 
@@ -283,12 +286,11 @@ def test_watchdog_kills_a_hung_source_and_systemd_restarts_it(station: Container
     assert started.returncode == 0, started.stderr + journal_text(box)
     wait_for(lambda: journal(box, f"MESSAGE_ID={VERDICT}"), "a first verdict")
 
-    # A FIFO named like an image: reading it blocks forever (no writer), as a hung camera would.
-    box.run(["mkfifo", "-m", "0644", f"{WATCH}/hang.png"])
-    box.write_file(CONFIG, WATCH_CONFIG)
+    box.run(["mkfifo", "-m", "0644", HUNG_STREAM])
+    box.write_file(CONFIG, HUNG_CONFIG)
     reload = box.run(["systemctl", "reload", UNIT], check=False)
     assert reload.returncode == 0, reload.stderr + journal_text(box)
-    wait_for(lambda: journal(box, f"MESSAGE_ID={RELOAD}"), "the reload into the watched folder")
+    wait_for(lambda: journal(box, f"MESSAGE_ID={RELOAD}"), "the reload into the hung stream")
 
     wait_for(lambda: int(show(box, "NRestarts")["NRestarts"]) > 0, "systemd to restart the hung service", timeout=90)
     log = journal_text(box)
