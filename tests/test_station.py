@@ -195,14 +195,15 @@ def test_every_part_can_be_closed_twice(demo_model, station_images, tmp_path):
     station = Station(config, extra_outputs=[memory])
     gpio = station.devices.gpio
     station.inspect(Frame(cv2.imread(str(good / "000.png")), "000.png", time.monotonic()))
-    journal = io.StringIO()
-    parts = [config.source.open(), IntervalConfig().open(None), ContinuousConfig().open(None),
-             JournalOutput(config.journal, stream=journal), ArchiveConfig(path=str(tmp_path / "archive")).open(print)]
-    parts[3].verdict(memory.verdicts[0])
+    journal_text = io.StringIO()
+    journal = JournalOutput(config.journal, stream=journal_text)
+    journal.verdict(memory.verdicts[0])
+    parts = [config.source.open(), IntervalConfig().open(None), ContinuousConfig().open(None), journal,
+             ArchiveConfig(path=str(tmp_path / "archive")).open(print)]
     for part in parts:
         part.close()
         part.close()
-    assert journal.getvalue().count("1 frames, 0 rejects") == 1  # the closing summary, once
+    assert journal_text.getvalue().count("1 frames, 0 rejects") == 1  # the closing summary, once
     station.close()
     station.close()
     assert station.devices.closed and station.pipeline.closed
