@@ -44,7 +44,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check the path and its permissions") from None
     size = declared_size(data)
-    if size is not None and (size[0] * size[1] > max_pixels or 0 in size):
+    if size is not None and 0 in size:  # a header cut short or zeroed: corrupt, not too big
+        raise SourceError(f"not a readable image (its header declares {size[0]}x{size[1]} pixels)", file=path, fix="replace the file")
+    if size is not None and size[0] * size[1] > max_pixels:
         raise SourceError(f"declares {size[0]}x{size[1]} pixels, outside 1 to {max_pixels:,} (source.max_pixels)", file=path,
                           fix="send frames of the camera's size, or raise source.max_pixels")
     try:
