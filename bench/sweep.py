@@ -58,6 +58,7 @@ import numpy as np
 
 from inspectd.daemon.runtime.images import list_images, read_image
 from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.schema import read_model_folder
 from inspectd.export.calibration import image_auroc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,8 +127,8 @@ def test_set(folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
 def describe(config: Config) -> None:
     """Sizes and head cost from the model folder's metadata."""
     folder = Path(config.folder)
-    meta = json.loads((folder / "inspectd.json").read_text())["model"]
-    config.feature_positions, config.n_features = int(meta["feature_positions"]), int(meta["n_features"])
+    model = read_model_folder(folder, check_hashes=False).metadata.model
+    config.feature_positions, config.n_features = model.feature_positions, model.n_features
     config.model_bin_mb = (folder / "model.bin").stat().st_size / 1e6
     config.head_mb = config.feature_positions * config.n_features**2 * 4 / 1e6
     config.head_gmacs = config.feature_positions * config.n_features**2 / 1e9
@@ -236,7 +237,7 @@ def main() -> int:
         baseline = next((c for c in ok if c.dataset == config.dataset and (c.backbone, c.size) == BASELINE), None)
         if baseline is not None:
             config.ratio_vs_baseline = config.latency_median_ms / baseline.latency_median_ms
-        layers = json.loads((Path(config.folder) / "inspectd.json").read_text())["model"]["layers"]
+        layers = list(models[config.name].folder.metadata.model.layers)
         config.backbone_gmacs = count_backbone_macs(config.backbone, layers, config.size) / 1e9
         config.gmacs = config.backbone_gmacs + config.head_gmacs + 2 * BLUR_TAPS * config.size**2 / 1e9
 

@@ -1,9 +1,16 @@
-"""The model folder: the one contract between the workstation and the Pi.
+"""The model folder: the one contract between the workstation and the Pi, and the one definition of ``inspectd.json``.
 
-A model folder holds ``model.xml`` + ``model.bin`` (OpenVINO IR) and ``inspectd.json``, the
-metadata that says how to feed the graph and how to read its outputs. ``export/`` writes it,
-the daemon reads it and refuses, with one clear line, anything it cannot honour.
-See README.md ("The model folder") for every field.
+A model folder holds ``model.xml`` + ``model.bin`` (OpenVINO IR), ``selftest.npz`` and
+``inspectd.json``, the metadata that says how to feed the graph, how to read its outputs and
+how to judge them. Each JSON object of ``inspectd.json`` is a frozen dataclass below, its
+fields in the order they are written, each with its limits beside it; a value out of type
+or range is refused when the object is made, from JSON or by ``inspectd export`` alike.
+
+    >>> folder = read_model_folder("models/demo-mug")                 # doctest: +SKIP
+    >>> folder.metadata.threshold.value, folder.metadata.model.backbone  # doctest: +SKIP
+    >>> ModelMetadata.from_json(folder.metadata.to_json(), "inspectd.json") == folder.metadata  # doctest: +SKIP
+
+Every refusal is one ModelFolderError naming the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -11,25 +18,475 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import MISSING, Field, dataclass, field, fields
+from datetime import datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import ModelFolderError
 
 METADATA_FILE = "inspectd.json"
 SCHEMA = "inspectd-model"
 SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
 SELFTEST_FILE = "selftest.npz"
-FOLDER_FILES = ("model.xml", "model.bin", SELFTEST_FILE)
 THRESHOLD_SOURCES = ("checkpoint", "calibration-quantile", "calibration-f1")
+THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
+FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
+
+
+# Limits: each takes a value already of the field's type and says what is wrong with it, or None.
+Check = Callable[[Any], "str | None"]
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be positive, got {value}"
+
+
+def not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def fraction(value: float) -> str | None:
+    return None if 0 < value < 1 else f"must be a fraction between 0 and 1, got {value}"
+
+
+def unit_interval(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value}"
+
+
+def pixels(value: int | tuple[int, ...]) -> str | None:
+    sizes = value if isinstance(value, tuple) else (value,)
+    return None if all(size > 0 for size in sizes) else f"must be a positive number of pixels, got {_show(value)}"
+
+
+def not_empty(value: str | tuple) -> str | None:
+    return None if len(value) else "must not be empty"
+
+
+def sha256_hex(value: str) -> str | None:
+    return None if re.fullmatch(r"[0-9a-f]{64}", value) else f"must be a sha256 (64 lowercase hex digits), got {_show(value)}"
+
+
+def iso_time(value: str) -> str | None:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return f"must be an ISO 8601 time, got {_show(value)}"
+    return None
+
+
+def one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}, got {_show(value)}"
+
+
+def each_one_of(*choices: str) -> Check:
+    return lambda values: next((f"must list only {', '.join(choices)}, got {_show(v)}" for v in values if v not in choices), None)
+
+
+def equals(expected: Any, why: str) -> Check:
+    return lambda value: None if value == expected else f"must be {_show(expected)} ({why}), got {_show(value)}"
+
+
+def spec(*checks: Check, default: Any = MISSING, json_name: str | None = None, null: bool = False) -> Any:
+    """A field of a section: its limits, its name in JSON if not the attribute's, and whether None is written as null.
+
+    A field whose default is None may be absent (or null) in JSON; every other field must be there,
+    constants included (their default only saves ``inspectd export`` from restating them).
+    """
+    return field(default=default, metadata={"checks": checks, "json": json_name, "null": null})
+
+
+class Section:
+    """One JSON object of inspectd.json as a frozen dataclass: checked when made, written and read by its fields."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for item in fields(self):
+            value = getattr(self, item.name)
+            problem = None if _fits(value, hints[item.name]) else f"must be {_describe(hints[item.name])}, got {_show(value)}"
+            if problem is None and value is not None:
+                problem = next((p for check in item.metadata.get("checks", ()) if (p := check(value))), None)
+            if problem:
+                raise ModelFolderError(problem, key=_json_name(item), fix=FIX)
+
+    def to_json(self) -> dict[str, Any]:
+        written = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None or item.metadata.get("null"):
+                written[_json_name(item)] = _to_json(value)
+        return written
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        by_name = {_json_name(item): item for item in fields(cls)}
+        for key in data:
+            if key not in by_name:
+                raise ModelFolderError(f"is not a field of {METADATA_FILE} version {SCHEMA_VERSION}", key=key,
+                                       fix="remove it, or use the inspectd that wrote the folder")
+        hints, values = _hints(cls), {}
+        for name, item in by_name.items():
+            if data.get(name) is None:
+                if item.default is None:
+                    continue
+                raise ModelFolderError("is missing", key=name, fix=FIX)
+            try:
+                values[item.name] = _from_json(data[name], hints[item.name])
+            except ModelFolderError as exc:
+                raise _within(name, exc) from None
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo(Section):
+    type: str = spec(equals("padim", "the only model type this runtime runs"), default="padim")
+    backbone: str = spec(not_empty)
+    layers: tuple[str, ...] = spec(not_empty)
+    n_features: int = spec(positive)
+    feature_positions: int = spec(positive)
+    checkpoint: str = spec(not_empty)  # the checkpoint's file name
+    checkpoint_sha256: str = spec(sha256_hex)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphInput(Section):
+    """The graph's input tensor: (1, height, width, 3) float32, BGR, 0..255, as OpenCV and the cameras give."""
+
+    height: int = spec(pixels)
+    width: int = spec(pixels)
+    layout: str = spec(equals("NHWC", "the only input this runtime feeds"), default="NHWC")
+    color_order: str = spec(equals("BGR", "the only input this runtime feeds"), default="BGR")
+    dtype: str = spec(equals("float32", "the only input this runtime feeds"), default="float32")
+    value_range: tuple[int, int] = spec(equals((0, 255), "the only input this runtime feeds"), default=(0, 255))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resize(Section):
+    size: int | tuple[int, int] = spec(pixels)  # torchvision semantics: int = shorter edge, [h, w] = exact
+    method: str = spec(equals("bilinear", "what anomalib trains with"), default="bilinear")
+    antialias: bool = spec(equals(True, "what anomalib trains with"), default=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Normalize(Section):
+    mean: tuple[float, float, float]  # of training, recorded for people: applied inside the graph
+    std: tuple[float, float, float] = spec(lambda std: None if min(std) > 0 else f"must be positive for every channel, got {_show(std)}")
+    in_graph: bool = spec(equals(True, "this runtime feeds un-normalised pixels"), default=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocess(Section):
+    """What training did before the network; the runtime does the resize and crop, the graph the rest."""
+
+    resize: Resize
+    center_crop: tuple[int, int] | None = spec(pixels, default=None, null=True)  # [h, w] after the resize
+    normalize: Normalize
+    recorded_in_checkpoint: bool  # False when the checkpoint did not record it and anomalib's default was assumed
+
+    def output_size(self) -> tuple[int, int] | None:
+        """[h, w] of what reaches the graph; None when it depends on the frame (shorter-edge resize, no crop)."""
+        return self.center_crop or (self.resize.size if isinstance(self.resize.size, tuple) else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outputs(Section):
+    anomaly_map: str = spec(not_empty)  # 1x1xHxW
+    score: str = spec(not_empty)  # (1,): the map's maximum
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threshold(Section):
+    """The raw-score threshold and how it was chosen; the fields after ``source`` depend on the source."""
+
+    value: float = spec(positive)  # raw PaDiM score units; at or below 0 every part would be rejected
+    source: str = spec(one_of(*THRESHOLD_SOURCES))
+    f1: float | None = spec(unit_interval, default=None)  # calibration-f1
+    quantile: float | None = spec(fraction, default=None)  # calibration-quantile
+    normal_images: int | None = spec(not_negative, default=None)
+    anomalous_images: int | None = spec(not_negative, default=None)
+    rule: str = spec(equals(THRESHOLD_RULE, "the only rule this runtime applies"), default=THRESHOLD_RULE)
+    checkpoint_value: float | None = spec(positive, default=None)  # the checkpoint's own, when moved off a calibration score
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormalScores(Section):
+    """Scores of the calibration good images: what drift monitoring compares live scores with."""
+
+    count: int = spec(positive)
+    mean: float
+    std: float = spec(not_negative)
+    min: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionCheck(Section):
+    """One precision at export: verified, refused (it ran and failed), or not-checked (this CPU ran it as ``executed_as``)."""
+
+    status: str = spec(one_of(*PRECISION_STATUSES))
+    executed_as: str = spec(one_of(*INFERENCE_PRECISIONS))
+    max_relative_score_error: float | None = spec(not_negative, default=None)  # of the threshold
+    verdict_flips: int | None = spec(not_negative, default=None)
+    why: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionChecks(Section):
+    f32: PrecisionCheck
+    bf16: PrecisionCheck
+    f16: PrecisionCheck
+
+    def get(self, precision: str) -> PrecisionCheck:
+        return {"f32": self.f32, "bf16": self.bf16, "f16": self.f16}[precision]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckedOn(Section):
+    cpu: str
+    openvino: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime(Section):
+    inference_precision: str = spec(one_of(*INFERENCE_PRECISIONS), default="f32")  # the safe default
+    weights: str  # how the weights are stored, for people
+    verified_precisions: tuple[str, ...] = spec(not_empty, each_one_of(*INFERENCE_PRECISIONS))  # only those that really ran, fastest first
+    precision_checks: PrecisionChecks
+    checked_on: CheckedOn  # the export's CPU
+
+    @property
+    def refused_precisions(self) -> tuple[str, ...]:
+        """Precisions the export ran and saw fail: not worth a try on the device."""
+        return tuple(p for p in INFERENCE_PRECISIONS if self.precision_checks.get(p).status == "refused")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Versions(Section):
+    inspectd: str
+    anomalib: str
+    openvino: str
+    torch: str
+    pytorch_lightning: str  # that wrote the checkpoint
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEntry(Section):
+    sha256: str = spec(sha256_hex)
+    bytes: int = spec(positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Files(Section):
+    """The folder's other files, checked at every load."""
+
+    model_xml: FileEntry = spec(json_name="model.xml")
+    model_bin: FileEntry = spec(json_name="model.bin")
+    selftest_npz: FileEntry = spec(json_name=SELFTEST_FILE)
+
+    def entries(self) -> tuple[tuple[str, FileEntry], ...]:
+        """(file name, entry) for each file."""
+        return tuple((_json_name(item), getattr(self, item.name)) for item in fields(self))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification(Section):
+    """The export's comparison with the torch model; a folder is written only when it passed."""
+
+    frames: int = spec(positive)
+    max_abs_score_delta: float = spec(not_negative)
+    max_relative_score_error: float = spec(not_negative)  # of the threshold
+    worst_frame: str
+    verdict_flips: int = spec(not_negative)
+    flipped_frames: tuple[str, ...]
+    min_map_correlation: float = spec(lambda r: None if -1 <= r <= 1 else f"must be a correlation between -1 and 1, got {r}")
+    max_map_delta_relative: float = spec(not_negative)
+    max_relative_score_error_allowed: float = spec(not_negative)
+    passed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfTest(Section):
+    """The frames of selftest.npz the runtime replays at every load, and the errors it allows."""
+
+    file: str = spec(equals(SELFTEST_FILE, "the runtime reads that file"), default=SELFTEST_FILE)
+    frames: tuple[str, ...] = spec(not_empty)  # names of the frames, in the order of selftest.npz
+    max_relative_error: float = spec(fraction)  # f32: largest score/map error, as a fraction of the threshold
+    max_relative_error_reduced: float = spec(fraction)  # bf16/f16 (tighter: the self-test sees only a handful of frames)
+    rule: str = ("at every load, on the device: each frame's score and coarse map within the limit (a fraction of the "
+                 "threshold; the reduced limit for bf16/f16), no verdict flip, nothing non-finite; else the next precision, down to f32")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Draft(Section):
+    """A folder that ``inspectd export`` is still writing: enough to run the graph, no threshold or self-test yet.
+
+    Never written to disk: the runtime compiles it untested, at a named precision (see ``runtime.model.Model``).
+    """
+
+    model: ModelInfo
+    input: GraphInput
+    preprocess: Preprocess
+    outputs: Outputs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_input_size(self.input, self.preprocess)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelMetadata(Section):
+    """``inspectd.json``: README.md ("The model folder") says what each field is for."""
+
+    schema: str = spec(equals(SCHEMA, "an inspectd model folder"), default=SCHEMA)
+    schema_version: int = spec(equals(SCHEMA_VERSION, "the version this inspectd reads"), default=SCHEMA_VERSION)
+    created: str = spec(iso_time)  # UTC time of the export
+    model: ModelInfo
+    input: GraphInput
+    preprocess: Preprocess
+    outputs: Outputs
+    threshold: Threshold
+    normal_scores: NormalScores | None = spec(default=None, null=True)  # None without calibration good images
+    runtime: Runtime
+    versions: Versions
+    files: Files
+    calibration_image_auroc: float | None = spec(unit_interval, default=None)  # with labelled calibration images
+    verification: Verification
+    self_test: SelfTest
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_input_size(self.input, self.preprocess)
+
+    @classmethod
+    def from_json(cls, data: Any, file: str | Path = METADATA_FILE) -> ModelMetadata:
+        """Parsed JSON -> the checked metadata; a ModelFolderError naming ``file`` and the field for anything wrong."""
+        try:
+            if not isinstance(data, dict):
+                raise ModelFolderError(f"must hold a JSON object, got {_show(data)}", fix=FIX)
+            _check_version(data)
+            return super().from_json(data)
+        except ModelFolderError as exc:
+            raise ModelFolderError(exc.problem, file=file, key=exc.key, fix=exc.fix) from None
+
+    def write(self, folder: Path) -> None:
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        (Path(folder) / METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:
+    size = preprocess.output_size()
+    if size is not None and size != (graph_input.height, graph_input.width):
+        raise ModelFolderError(f"gives {list(size)} pixels but input is [{graph_input.height}, {graph_input.width}]",
+                               key="preprocess", fix=FIX)
+
+
+def _check_version(data: dict) -> None:
+    """Schema and version first: a folder of another version is refused for that, not for a field it lacks."""
+    if data.get("schema") != SCHEMA:
+        raise ModelFolderError(f"must be {_show(SCHEMA)}, got {_show(data.get('schema'))}", key="schema",
+                               fix="this is not an inspectd model folder; export one with 'inspectd export'")
+    version = data.get("schema_version")
+    if not _fits(version, int):
+        raise ModelFolderError(f"must be an integer, got {_show(version)}", key="schema_version", fix=FIX)
+    if version != SCHEMA_VERSION:
+        older = " (written before the on-device self-test existed)" if version < SCHEMA_VERSION else ""
+        raise ModelFolderError(
+            f"is {version}{older} but this inspectd reads version {SCHEMA_VERSION} only", key="schema_version",
+            fix="re-export the checkpoint with this inspectd ('inspectd export CKPT --out DIR'), or install the inspectd that exported it")
+
+
+# The machinery: a field's type hint drives the JSON conversion and the type check.
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _json_name(item: Field) -> str:
+    return item.metadata.get("json") or item.name
+
+
+def _within(name: str, exc: ModelFolderError) -> ModelFolderError:
+    return ModelFolderError(exc.problem, key=f"{name}.{exc.key}" if exc.key else name, fix=exc.fix)
+
+
+def _options(hint: Any) -> tuple:
+    return get_args(hint) if get_origin(hint) is UnionType else (hint,)
+
+
+def _items(hint: Any, count: int) -> tuple:
+    """The item types of a tuple hint for ``count`` items: tuple[str, ...] or tuple[int, int]."""
+    args = get_args(hint)
+    return args[:1] * count if args[-1] is Ellipsis else args
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if get_origin(hint) is UnionType:
+        return any(_fits(value, option) for option in get_args(hint))
+    if get_origin(hint) is tuple:
+        return (isinstance(value, tuple) and len(_items(hint, len(value))) == len(value)
+                and all(_fits(v, h) for v, h in zip(value, _items(hint, len(value)))))
+    if hint is float:  # JSON numbers: int or float, finite; never a boolean
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)  # str, bool, None, a Section
+
+
+def _describe(hint: Any) -> str:
+    names = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers"), str: ("a string", "strings"),
+             bool: ("true or false", "booleans"), type(None): ("null", "nulls")}
+    if get_origin(hint) is UnionType:
+        return " or ".join(_describe(option) for option in get_args(hint))
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        count = "" if args[-1] is Ellipsis else f"{len(args)} "
+        return f"a list of {count}{names.get(args[0], ('', 'objects'))[1]}"
+    return names.get(hint, ("an object",))[0]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(_to_json(value), default=repr)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value: Any, hint: Any) -> Any:
+    """A JSON value as the field's Python type where the two differ: objects as sections, lists as tuples, 3 as 3.0.
+
+    Anything that does not convert is passed on as it is, and the section's type check names it.
+    """
+    options = _options(hint)
+    for option in options:
+        if isinstance(value, dict) and isinstance(option, type) and issubclass(option, Section):
+            return option.from_json(value)
+        if isinstance(value, list) and get_origin(option) is tuple:
+            items = _items(option, len(value))
+            return tuple(_from_json(v, h) for v, h in zip(value, items)) if len(items) == len(value) else tuple(value)
+        if option is float and int not in options and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+    return value
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a frame becomes the graph's input: everything training did before the network."""
+    """How a frame becomes the graph's input, as the runtime applies it: the graph's size, the resize and the crop."""
 
     input_height: int
     input_width: int
@@ -38,34 +495,21 @@ class Preprocessing:
     mean: tuple[float, float, float]  # applied inside the graph; recorded for people
     std: tuple[float, float, float]
 
-
-@dataclass(frozen=True)
-class Threshold:
-    value: float  # raw PaDiM score units; a frame is anomalous when its score is above it
-    source: str
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SelfTestSpec:
-    frames: tuple[str, ...]
-    limit: float  # f32: largest score/map error, as a fraction of the threshold
-    reduced_limit: float  # bf16/f16
+    @classmethod
+    def of(cls, metadata: ModelMetadata | Draft) -> Preprocessing:
+        pre = metadata.preprocess
+        return cls(metadata.input.height, metadata.input.width, pre.resize.size, pre.center_crop, pre.normalize.mean, pre.normalize.std)
 
 
 @dataclass(frozen=True)
 class ModelFolder:
+    """A model folder on disk and its checked metadata.
+
+    ``metadata`` is a Draft only inside ``inspectd export``, before the threshold and the self-test exist.
+    """
+
     path: Path
-    metadata: dict[str, Any]
-    preprocessing: Preprocessing
-    threshold: Threshold
-    map_output: str
-    score_output: str
-    inference_precision: str  # the safe default: f32
-    verified_precisions: tuple[str, ...]  # precisions the export ran (not emulated) and verified, fastest first
-    refused_precisions: tuple[str, ...]  # precisions the export ran and saw fail: not worth a try
-    self_test: SelfTestSpec | None  # None only while an export is still writing the folder
-    model_sha256: str
+    metadata: ModelMetadata | Draft
 
     @property
     def xml_path(self) -> Path:
@@ -74,6 +518,10 @@ class ModelFolder:
     @property
     def self_test_path(self) -> Path:
         return self.path / SELFTEST_FILE
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.of(self.metadata)
 
 
 def sha256_of(path: Path) -> str:
@@ -84,197 +532,32 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Fields:
-    """Typed access to one JSON object, with errors that name the file and the field."""
+def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFolder:
+    """Read and check a model folder: its metadata, and each file's size and (unless ``check_hashes`` is False) sha256.
 
-    def __init__(self, data: Any, file: Path, where: str = "") -> None:
-        self.file, self.where = file, where
-        if not isinstance(data, dict):
-            self.fail(where or "top level", "must be a JSON object")
-        self.data = data
-
-    def fail(self, field: str, problem: str) -> None:
-        raise InspectdError(
-            f"{self.file}: field '{field}' {problem}; re-export the model folder with "
-            f"'inspectd export' (or fix the field by hand)"
-        )
-
-    def name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
-        if key not in self.data or self.data[key] is None:
-            if optional:
-                return None
-            self.fail(self.name(key), "is missing")
-        value = self.data[key]
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            self.fail(self.name(key), f"must be {_kind_name(kind)}, not a boolean")
-        if not isinstance(value, kind):
-            self.fail(self.name(key), f"must be {_kind_name(kind)}, got {json.dumps(value)[:40]}")
-        return value
-
-    def section(self, key: str) -> _Fields:
-        return _Fields(self.get(key, dict), self.file, self.name(key))
-
-    def positive_int(self, key: str) -> int:
-        value = self.get(key, int)
-        if value <= 0:
-            self.fail(self.name(key), f"must be a positive integer, got {value}")
-        return value
-
-    def int_pair(self, key: str, optional: bool = False) -> tuple[int, int] | None:
-        value = self.get(key, list, optional)
-        if value is None:
-            return None
-        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-            self.fail(self.name(key), f"must be [height, width] in pixels, got {value}")
-        return (value[0], value[1])
-
-    def fraction(self, key: str) -> float:
-        value = self.get(key, (int, float))
-        if not (math.isfinite(value) and 0 < value < 1):
-            self.fail(self.name(key), f"must be a fraction between 0 and 1, got {value}")
-        return float(value)
-
-    def triple(self, key: str) -> tuple[float, float, float]:
-        value = self.get(key, list)
-        if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            self.fail(self.name(key), f"must be three numbers (one per colour channel), got {value}")
-        return (float(value[0]), float(value[1]), float(value[2]))
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def read_model_folder(folder: str | Path, check_hashes: bool = True, provisional: bool = False) -> ModelFolder:
-    """Validate a model folder and return what the runtime needs from it.
-
-    ``provisional``: a folder that ``inspectd export`` is still writing, without its self-test.
-
-    Raises InspectdError naming the file and field for anything missing, malformed,
-    tampered with, or written by a schema version this inspectd does not know.
+    Raises ModelFolderError naming the file and field for anything missing, malformed,
+    tampered with, or written by a schema version this inspectd does not read.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InspectdError(
-            f"{folder}: model folder not found; pass the folder written by 'inspectd export' "
-            f"(it holds {METADATA_FILE}, model.xml and model.bin)"
-        )
-    meta_path = folder / METADATA_FILE
-    if not meta_path.is_file():
-        raise InspectdError(f"{meta_path}: missing; this is not an inspectd model folder, export one with 'inspectd export'")
+        raise ModelFolderError("model folder not found", file=folder,
+                               fix=f"pass the folder written by 'inspectd export' (it holds {METADATA_FILE}, model.xml and model.bin)")
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ModelFolderError("missing", file=path, fix="this is not an inspectd model folder; export one with 'inspectd export'")
     try:
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InspectdError(f"{meta_path}: not valid JSON ({exc}); re-export the model folder") from None
-    top = _Fields(metadata, meta_path)
-    if top.get("schema", str) != SCHEMA:
-        top.fail("schema", f"must be '{SCHEMA}'")
-    version = top.get("schema_version", int)
-    if version != SCHEMA_VERSION:
-        older = " (written before the on-device self-test existed)" if version < SCHEMA_VERSION else ""
-        raise InspectdError(
-            f"{meta_path}: field 'schema_version' is {version}{older} but this inspectd reads version "
-            f"{SCHEMA_VERSION} only; re-export the checkpoint with this inspectd ('inspectd export CKPT --out DIR'), "
-            f"or install the inspectd that exported it"
-        )
-
-    model = top.section("model")
-    if model.get("type", str) != "padim":
-        model.fail("model.type", "must be 'padim' (the only model type this runtime runs)")
-
-    graph_input = top.section("input")
-    height, width = graph_input.positive_int("height"), graph_input.positive_int("width")
-    for key, expected in (("layout", "NHWC"), ("color_order", "BGR"), ("dtype", "float32")):
-        if graph_input.get(key, str) != expected:
-            graph_input.fail(f"input.{key}", f"must be '{expected}' (the only input this runtime feeds)")
-
-    pre = top.section("preprocess")
-    resize = pre.section("resize")
-    if resize.get("method", str) != "bilinear" or resize.get("antialias", bool) is not True:
-        resize.fail("preprocess.resize", "must be method 'bilinear' with antialias true (what anomalib trains with)")
-    size = resize.get("size", (int, list))
-    if isinstance(size, list):
-        size = resize.int_pair("size")
-    elif size <= 0:
-        resize.fail("preprocess.resize.size", "must be positive")
-    crop = pre.int_pair("center_crop", optional=True)
-    normalize = pre.section("normalize")
-    if normalize.get("in_graph", bool) is not True:
-        normalize.fail("preprocess.normalize.in_graph", "must be true (this runtime feeds un-normalised pixels)")
-    mean, std = normalize.triple("mean"), normalize.triple("std")
-    expected_input = crop or (size if isinstance(size, tuple) else None)
-    if expected_input is not None and expected_input != (height, width):
-        pre.fail("preprocess", f"gives {list(expected_input)} pixels but input is [{height}, {width}]")
-
-    outputs = top.section("outputs")
-    map_output, score_output = outputs.get("anomaly_map", str), outputs.get("score", str)
-
-    preprocessing = Preprocessing(height, width, size, crop, mean, std)
-    if provisional:  # no threshold, precisions or self-test yet
-        model_sha256 = top.section("files").section("model.bin").get("sha256", str)
-        return ModelFolder(folder, metadata, preprocessing, Threshold(math.nan, "provisional", {}), map_output, score_output,
-                           "f32", ("f32",), (), None, model_sha256)
-
-    threshold = top.section("threshold")
-    value = threshold.get("value", (int, float))
-    if not (math.isfinite(value) and value > 0):
-        threshold.fail("threshold.value", f"must be a finite positive raw score, got {value} (a threshold at or below 0 rejects every part)")
-    source = threshold.get("source", str)
-    if source not in THRESHOLD_SOURCES:
-        threshold.fail("threshold.source", f"must be one of {', '.join(THRESHOLD_SOURCES)}")
-
-    runtime = top.section("runtime")
-    precision = runtime.get("inference_precision", str)
-    if precision not in INFERENCE_PRECISIONS:
-        runtime.fail("runtime.inference_precision", f"must be one of {', '.join(INFERENCE_PRECISIONS)}")
-    verified = runtime.get("verified_precisions", list)
-    if not all(p in INFERENCE_PRECISIONS for p in verified):
-        runtime.fail("runtime.verified_precisions", f"must list only {', '.join(INFERENCE_PRECISIONS)}")
-    checks = runtime.section("precision_checks")
-    refused = []
-    for name in checks.data:
-        status = checks.section(name).get("status", str)
-        if name not in INFERENCE_PRECISIONS or status not in PRECISION_STATUSES:
-            checks.fail(f"runtime.precision_checks.{name}", f"must be a precision ({', '.join(INFERENCE_PRECISIONS)}) with a status of {', '.join(PRECISION_STATUSES)}")
-        if status == "refused":
-            refused.append(name)
-
-    self_test = top.section("self_test")
-    frames = self_test.get("frames", list)
-    if not frames or not all(isinstance(name, str) for name in frames):
-        self_test.fail("self_test.frames", "must list the names of the self-test frames")
-    spec = SelfTestSpec(tuple(frames), self_test.fraction("max_relative_error"),
-                        self_test.fraction("max_relative_error_reduced"))
-
-    files = top.section("files")
-    hashes = {}
-    for name in FOLDER_FILES:
-        path = folder / name
-        if not path.is_file():
-            raise InspectdError(f"{path}: missing from the model folder; copy the whole folder written by 'inspectd export'")
-        hashes[name] = files.section(name).get("sha256", str)
-        if check_hashes and sha256_of(path) != hashes[name]:
-            raise InspectdError(
-                f"{path}: sha256 does not match files.{name}.sha256 in {meta_path.name}; the file is "
-                f"corrupt or was replaced; copy the model folder again from the workstation"
-            )
-
-    return ModelFolder(
-        path=folder,
-        metadata=metadata,
-        preprocessing=preprocessing,
-        threshold=Threshold(float(value), source, dict(threshold.data)),
-        map_output=map_output,
-        score_output=score_output,
-        inference_precision=precision,
-        verified_precisions=tuple(verified),
-        refused_precisions=tuple(refused),
-        self_test=spec,
-        model_sha256=hashes["model.bin"],
-    )
-
+        raise ModelFolderError(f"not valid JSON ({exc})", file=path, fix="re-export the model folder") from None
+    metadata = ModelMetadata.from_json(data, path)
+    for name, entry in metadata.files.entries():
+        if not (folder / name).is_file():
+            raise ModelFolderError("missing from the model folder", file=folder / name, fix="copy the whole folder written by 'inspectd export'")
+        size = (folder / name).stat().st_size
+        if size != entry.bytes:
+            raise ModelFolderError(f"is {size} bytes but files.{name}.bytes in {METADATA_FILE} says {entry.bytes}", file=folder / name,
+                                   fix="the copy is incomplete or the file was replaced; copy the model folder again from the workstation")
+        if check_hashes and sha256_of(folder / name) != entry.sha256:
+            raise ModelFolderError(f"sha256 does not match files.{name}.sha256 in {METADATA_FILE}", file=folder / name,
+                                   fix="the file is corrupt or was replaced; copy the model folder again from the workstation")
+    return ModelFolder(folder, metadata)

@@ -16,6 +16,7 @@ import numpy as np
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.images import list_images
+from inspectd.daemon.schema import NormalScores
 
 NORMAL_QUANTILE = 0.99  # normal-only calibration: about 1 in 100 parts like these would be rejected
 
@@ -66,18 +67,18 @@ def f1_threshold(scores: np.ndarray, anomalous: np.ndarray) -> tuple[float, floa
     return best, best_f1
 
 
-def normal_statistics(normal_scores: np.ndarray) -> dict[str, float | int]:
+def normal_statistics(normal_scores: np.ndarray) -> NormalScores:
     """What later drift monitoring compares live scores against."""
-    return {
-        "count": int(normal_scores.size),
-        "mean": float(normal_scores.mean()),
-        "std": float(normal_scores.std(ddof=1)) if normal_scores.size > 1 else 0.0,
-        "min": float(normal_scores.min()),
-        "p50": float(np.quantile(normal_scores, 0.5)),
-        "p95": float(np.quantile(normal_scores, 0.95)),
-        "p99": float(np.quantile(normal_scores, 0.99)),
-        "max": float(normal_scores.max()),
-    }
+    return NormalScores(
+        count=int(normal_scores.size),
+        mean=float(normal_scores.mean()),
+        std=float(normal_scores.std(ddof=1)) if normal_scores.size > 1 else 0.0,
+        min=float(normal_scores.min()),
+        p50=float(np.quantile(normal_scores, 0.5)),
+        p95=float(np.quantile(normal_scores, 0.95)),
+        p99=float(np.quantile(normal_scores, 0.99)),
+        max=float(normal_scores.max()),
+    )
 
 
 def image_auroc(scores: np.ndarray, anomalous: np.ndarray) -> float | None:

@@ -53,7 +53,7 @@ class PadimCheckpoint:
     preprocess: Preprocess
     threshold: float | None  # raw image threshold, when the checkpoint holds a usable one
     threshold_problem: str  # why it is unusable, when it is
-    versions: dict[str, str]
+    lightning_version: str  # of the pytorch_lightning that wrote it
 
 
 def load_checkpoint(path: str | Path, input_size: tuple[int, int] | None = None) -> PadimCheckpoint:
@@ -98,7 +98,7 @@ def load_checkpoint(path: str | Path, input_size: tuple[int, int] | None = None)
         preprocess=_preprocess(checkpoint, path, input_size),
         threshold=threshold,
         threshold_problem=problem,
-        versions={"pytorch_lightning": str(checkpoint.get("pytorch-lightning_version", "unknown"))},
+        lightning_version=str(checkpoint.get("pytorch-lightning_version", "unknown")),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -15,13 +14,14 @@ from typing import Callable
 
 import numpy as np
 
+from inspectd.daemon import schema
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.model import Model
-from inspectd.daemon.schema import METADATA_FILE, SCHEMA, SCHEMA_VERSION, SELFTEST_FILE, read_model_folder, sha256_of
+from inspectd.daemon.schema import read_model_folder, sha256_of
 
 from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
-from .graph import MAP_OUTPUT, SCORE_OUTPUT, export_ir
+from .graph import MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, export_ir
 
 
 def _say(message: str) -> None:
@@ -44,7 +44,7 @@ def export_checkpoint(
     force: bool = False,
     progress: Callable[[str], None] = _say,
     max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
-) -> dict:
+) -> schema.ModelMetadata:
     """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure."""
     out = Path(out)
     if out.exists() and not force:
@@ -92,13 +92,14 @@ def _replace(work: Path, out: Path) -> None:
         work.rename(out)
 
 
-def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress, max_score_error: float) -> dict:
+def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
+                 max_score_error: float) -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     export_ir(checkpoint, work)
-    meta = _metadata(work, checkpoint)
-    _write(work, meta)
-    model = Model(read_model_folder(work, provisional=True), precision="f32", self_test=False)
+    draft = schema.ModelFolder(work, _draft(checkpoint))  # no threshold or self-test yet: compiled untested
+    model = Model(draft, precision="f32")
 
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames()
     if not samples:
@@ -107,52 +108,68 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
     scores = verify.compare(checkpoint, model, frames, progress)
     labels = np.array([s.anomalous for s in samples], dtype=bool)
 
-    if samples and not labels.all():
-        meta["normal_scores"] = calibration.normal_statistics(scores.exported[~labels])
-    if use_checkpoint_threshold:
-        threshold = checkpoint.threshold
-        meta["threshold"] = {"value": threshold, "source": "checkpoint", "rule": "anomalous if score > value"}
-        tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, threshold * 1e-6)
-        settled = verify.settle_tie(threshold, scores.reference, tolerance) if samples else None
-        if settled is not None:
-            meta["threshold"].update(value=settled, checkpoint_value=threshold, note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
-            progress(f"checkpoint threshold {threshold:.4f} sits on a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
-    elif labels.any():
-        value, f1 = calibration.f1_threshold(scores.exported, labels)
-        meta["threshold"] = {"value": value, "source": "calibration-f1", "f1": f1, "normal_images": int((~labels).sum()), "anomalous_images": int(labels.sum()), "rule": "anomalous if score > value"}
-    else:
-        value = calibration.quantile_threshold(scores.exported)
-        meta["threshold"] = {"value": value, "source": "calibration-quantile", "quantile": calibration.NORMAL_QUANTILE, "normal_images": len(samples), "rule": "anomalous if score > value"}
-    threshold = meta["threshold"]["value"]
-    if samples and labels.any() and not labels.all():
-        meta["calibration_image_auroc"] = calibration.image_auroc(scores.exported, labels)
-
+    threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress)
     # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
-    reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold
-    result = verify.report(scores, threshold, reference_threshold, use_checkpoint_threshold, max_score_error)
-    meta["verification"] = result
+    reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold.value
+    result = verify.report(scores, threshold.value, reference_threshold, use_checkpoint_threshold, max_score_error)
     progress(
-        f"verification on {result['frames']} frames: max |Δscore| {result['max_abs_score_delta']:.5f} "
-        f"({result['max_relative_score_error'] * 100:.3f}% of the threshold {threshold:.4f}), "
-        f"{result['verdict_flips']} verdict flips, anomaly-map correlation ≥ {result['min_map_correlation']:.6f}"
+        f"verification on {result.frames} frames: max |Δscore| {result.max_abs_score_delta:.5f} "
+        f"({result.max_relative_score_error * 100:.3f}% of the threshold {threshold.value:.4f}), "
+        f"{result.verdict_flips} verdict flips, anomaly-map correlation ≥ {result.min_map_correlation:.6f}"
     )
-    if not result["passed"]:
+    if not result.passed:
         raise InspectdError(
-            f"{checkpoint.path}: export verification failed: {result['verdict_flips']} verdict flips "
-            f"({', '.join(result['flipped_frames'][:3])}), max score error {result['max_relative_score_error'] * 100:.2f}% "
+            f"{checkpoint.path}: export verification failed: {result.verdict_flips} verdict flips "
+            f"({', '.join(result.flipped_frames[:3])}), max score error {result.max_relative_score_error * 100:.2f}% "
             f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
-    meta["runtime"].update(_precision_checks(work, scores, frames, threshold, max_score_error, result, progress))
-    meta["self_test"] = selftest.write(work, frames, scores, threshold, model.folder.preprocessing, max_score_error, max_score_error / 2)
-    meta["files"][SELFTEST_FILE] = _file_entry(work / SELFTEST_FILE)
-    _write(work, meta)
+    runtime = _runtime(draft, scores, frames, threshold.value, max_score_error, result, progress)
+    self_test = selftest.write(work, frames, scores, threshold.value, draft.preprocessing, max_score_error, max_score_error / 2)
+    meta = schema.ModelMetadata(
+        created=created,
+        model=draft.metadata.model,
+        input=draft.metadata.input,
+        preprocess=draft.metadata.preprocess,
+        outputs=draft.metadata.outputs,
+        threshold=threshold,
+        normal_scores=calibration.normal_statistics(scores.exported[~labels]) if samples and not labels.all() else None,
+        runtime=runtime,
+        versions=schema.Versions(inspectd=_version("inspectd"), anomalib=_version("anomalib"), openvino=_version("openvino"),
+                                 torch=_version("torch"), pytorch_lightning=checkpoint.lightning_version),
+        files=schema.Files(model_xml=_file_entry(work / "model.xml"), model_bin=_file_entry(work / "model.bin"),
+                           selftest_npz=_file_entry(work / schema.SELFTEST_FILE)),
+        calibration_image_auroc=calibration.image_auroc(scores.exported, labels) if samples else None,
+        verification=result,
+        self_test=self_test,
+    )
+    meta.write(work)
     final = Model(read_model_folder(work))  # the folder as the station loads it, self-test included
     for trial in final.trials:
         progress(trial.summary())
     return meta
 
 
-def _precision_checks(work: Path, scores, frames: list, threshold: float, max_score_error: float, f32_result: dict, progress) -> dict:
+def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.ndarray, use_checkpoint_threshold: bool,
+               progress) -> schema.Threshold:
+    if use_checkpoint_threshold:
+        value = checkpoint.threshold
+        tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, value * 1e-6)
+        settled = verify.settle_tie(value, scores.reference, tolerance) if samples else None
+        if settled is None:
+            return schema.Threshold(value=value, source="checkpoint")
+        progress(f"checkpoint threshold {value:.4f} sits on a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
+        return schema.Threshold(value=settled, source="checkpoint", checkpoint_value=value,
+                                note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
+    if labels.any():
+        value, f1 = calibration.f1_threshold(scores.exported, labels)
+        return schema.Threshold(value=value, source="calibration-f1", f1=f1, normal_images=int((~labels).sum()),
+                                anomalous_images=int(labels.sum()))
+    return schema.Threshold(value=calibration.quantile_threshold(scores.exported), source="calibration-quantile",
+                            quantile=calibration.NORMAL_QUANTILE, normal_images=len(samples))
+
+
+def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float, max_score_error: float,
+             f32_result: schema.Verification, progress) -> schema.Runtime:
     """bf16 and f16, verified only where this CPU really runs them.
 
     An x86 CPU without native bf16/f16 compiles them as f32 without a word; that is read back
@@ -161,77 +178,49 @@ def _precision_checks(work: Path, scores, frames: list, threshold: float, max_sc
     score error the export allows (the margin covers frames the self-test does not hold), else
     "refused", which the runtime then does not try.
     """
-    folder = read_model_folder(work, provisional=True)
-    checks = {"f32": {"status": "verified", "executed_as": "f32", "max_relative_score_error": f32_result["max_relative_score_error"],
-                      "verdict_flips": f32_result["verdict_flips"]}}
+    checks = {"f32": schema.PrecisionCheck(status="verified", executed_as="f32", max_relative_score_error=f32_result.max_relative_score_error,
+                                           verdict_flips=f32_result.verdict_flips)}
     verified = []
     for precision in ("bf16", "f16"):
-        model = Model(folder, precision=precision, self_test=False)
+        model = Model(folder, precision=precision)
         if model.precision != precision:
-            checks[precision] = {"status": "not-checked", "executed_as": model.precision,
-                                 "why": f"this CPU compiles {precision} as {model.precision}; the station's self-test decides where it runs"}
+            checks[precision] = schema.PrecisionCheck(
+                status="not-checked", executed_as=model.precision,
+                why=f"this CPU compiles {precision} as {model.precision}; the station's self-test decides where it runs")
             progress(f"{precision}: not checked on this machine (the CPU runs it as {model.precision}); the station's self-test decides on the device")
             continue
         try:
             exported = verify.exported_scores(model, frames)
         except InspectdError as exc:  # a non-finite score: the precision overflows
-            checks[precision] = {"status": "refused", "executed_as": precision, "why": str(exc).split(": ", 1)[-1][:120]}
-            progress(f"{precision}: refused ({checks[precision]['why']})")
+            checks[precision] = schema.PrecisionCheck(status="refused", executed_as=precision, why=str(exc).split(": ", 1)[-1][:120])
+            progress(f"{precision}: refused ({checks[precision].why})")
             continue
         error = float(np.abs(exported - scores.reference).max() / threshold)
         flips = int(((exported > threshold) != (scores.exported > threshold)).sum())
         ok = flips == 0 and error <= max_score_error / 2
-        checks[precision] = {"status": "verified" if ok else "refused", "executed_as": precision,
-                             "max_relative_score_error": error, "verdict_flips": flips}
+        checks[precision] = schema.PrecisionCheck(status="verified" if ok else "refused", executed_as=precision,
+                                                  max_relative_score_error=error, verdict_flips=flips)
         if ok:
             verified.append(precision)
         progress(f"{precision}: max score error {error * 100:.3f}% of the threshold, {flips} flips: {'verified' if ok else 'refused'}")
-    return {"verified_precisions": [*verified, "f32"], "precision_checks": checks,
-            "checked_on": {"cpu": model.device_name, "openvino": _version("openvino")}}
+    return schema.Runtime(weights=WEIGHTS, verified_precisions=(*verified, "f32"), precision_checks=schema.PrecisionChecks(**checks),
+                          checked_on=schema.CheckedOn(cpu=model.device_name, openvino=_version("openvino")))
 
 
-def _metadata(work: Path, checkpoint: PadimCheckpoint) -> dict:
+def _draft(checkpoint: PadimCheckpoint) -> schema.Draft:
     pre = checkpoint.preprocess
     height, width = pre.output_size()
     padim = checkpoint.model
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "type": "padim",
-            "backbone": checkpoint.backbone,
-            "layers": checkpoint.layers,
-            "n_features": int(padim.idx.numel()),
-            "feature_positions": int(padim.gaussian.inv_covariance.shape[0]),
-            "checkpoint": checkpoint.path.name,
-            "checkpoint_sha256": checkpoint.sha256,
-        },
-        "input": {"height": height, "width": width, "layout": "NHWC", "color_order": "BGR", "dtype": "float32", "value_range": [0, 255]},
-        "preprocess": {
-            "resize": {"size": list(pre.resize) if isinstance(pre.resize, tuple) else pre.resize, "method": "bilinear", "antialias": True},
-            "center_crop": list(pre.center_crop) if pre.center_crop else None,
-            "normalize": {"mean": list(pre.mean), "std": list(pre.std), "in_graph": True},
-            "recorded_in_checkpoint": pre.recorded,
-        },
-        "outputs": {"anomaly_map": MAP_OUTPUT, "score": SCORE_OUTPUT},
-        "threshold": {"value": 0.0, "source": "checkpoint"},  # provisional until calibrated below
-        "normal_scores": None,
-        "runtime": {"inference_precision": "f32", "weights": "backbone f32, Gaussian statistics f16"},
-        "versions": {
-            "inspectd": _version("inspectd"),
-            "anomalib": _version("anomalib"),
-            "openvino": _version("openvino"),
-            "torch": _version("torch"),
-            **checkpoint.versions,
-        },
-        "files": {name: _file_entry(work / name) for name in ("model.xml", "model.bin")},
-    }
+    return schema.Draft(
+        model=schema.ModelInfo(backbone=checkpoint.backbone, layers=tuple(checkpoint.layers), n_features=int(padim.idx.numel()),
+                               feature_positions=int(padim.gaussian.inv_covariance.shape[0]), checkpoint=checkpoint.path.name,
+                               checkpoint_sha256=checkpoint.sha256),
+        input=schema.GraphInput(height=height, width=width),
+        preprocess=schema.Preprocess(resize=schema.Resize(size=pre.resize), center_crop=pre.center_crop,
+                                     normalize=schema.Normalize(mean=pre.mean, std=pre.std), recorded_in_checkpoint=pre.recorded),
+        outputs=schema.Outputs(anomaly_map=MAP_OUTPUT, score=SCORE_OUTPUT),
+    )
 
 
-def _file_entry(path: Path) -> dict:
-    return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
-
-
-def _write(work: Path, meta: dict) -> None:
-    (work / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+def _file_entry(path: Path) -> schema.FileEntry:
+    return schema.FileEntry(sha256=sha256_of(path), bytes=path.stat().st_size)

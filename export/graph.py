@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from .checkpoint import PadimCheckpoint
 
 MAP_OUTPUT, SCORE_OUTPUT = "anomaly_map", "score"
+WEIGHTS = "backbone f32, Gaussian statistics f16"  # how InspectdPadim stores them: inspectd.json runtime.weights
 
 
 class InspectdPadim(nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.daemon.schema import SELFTEST_FILE, Preprocessing
+from inspectd.daemon.schema import SELFTEST_FILE, Preprocessing, SelfTest
 from inspectd.daemon.runtime.preprocess import prepare
 
 from .verify import Frame, Scores, pixels_of
@@ -38,7 +38,7 @@ def choose(reference: np.ndarray, threshold: float, count: int) -> list[int]:
 
 
 def write(folder: Path, frames: list[Frame], scores: Scores, threshold: float, spec: Preprocessing,
-          max_error: float, max_error_reduced: float) -> dict:
+          max_error: float, max_error_reduced: float) -> SelfTest:
     """Write selftest.npz into ``folder``; returns the metadata's ``self_test`` section."""
     frame_bytes = spec.input_height * spec.input_width * 3 * 4
     count = max(MIN_FRAMES, min(MAX_FRAMES, MAX_INPUT_BYTES // frame_bytes))
@@ -50,11 +50,4 @@ def write(folder: Path, frames: list[Frame], scores: Scores, threshold: float, s
         reference_scores=scores.reference[chosen].astype(np.float32),
         reference_maps=scores.reference_maps[chosen].astype(np.float32),
     )
-    return {
-        "file": SELFTEST_FILE,
-        "frames": [scores.names[i] for i in chosen],
-        "max_relative_error": max_error,
-        "max_relative_error_reduced": max_error_reduced,
-        "rule": "at every load, on the device: each frame's score and coarse map within the limit (a fraction of the "
-                "threshold; the reduced limit for bf16/f16), no verdict flip, nothing non-finite; else the next precision, down to f32",
-    }
+    return SelfTest(frames=tuple(scores.names[i] for i in chosen), max_relative_error=max_error, max_relative_error_reduced=max_error_reduced)

@@ -17,6 +17,7 @@ import torch
 from inspectd.daemon.runtime.images import read_image
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.runtime.selftest import coarse_map
+from inspectd.daemon.schema import Verification
 
 from .checkpoint import PadimCheckpoint
 
@@ -110,21 +111,21 @@ def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> flo
     return float((low + high) / 2.0)
 
 
-def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool, max_score_error: float) -> dict:
+def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool, max_score_error: float) -> Verification:
     """The figures stored in inspectd.json and printed by export."""
     reference_verdict = scores.reference >= reference_threshold if inclusive_reference else scores.reference > reference_threshold
     flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported > threshold) if a != b]
     delta = np.abs(scores.exported - scores.reference)
     worst = int(np.argmax(delta))
-    return {
-        "frames": len(scores.names),
-        "max_abs_score_delta": float(delta.max()),
-        "max_relative_score_error": float(delta.max() / threshold),
-        "worst_frame": scores.names[worst],
-        "verdict_flips": len(flipped),
-        "flipped_frames": flipped,
-        "min_map_correlation": float(scores.map_correlation.min()),
-        "max_map_delta_relative": float(scores.map_max_delta.max() / threshold),
-        "max_relative_score_error_allowed": max_score_error,
-        "passed": bool(not flipped and delta.max() / threshold <= max_score_error),
-    }
+    return Verification(
+        frames=len(scores.names),
+        max_abs_score_delta=float(delta.max()),
+        max_relative_score_error=float(delta.max() / threshold),
+        worst_frame=scores.names[worst],
+        verdict_flips=len(flipped),
+        flipped_frames=tuple(flipped),
+        min_map_correlation=float(scores.map_correlation.min()),
+        max_map_delta_relative=float(scores.map_max_delta.max() / threshold),
+        max_relative_score_error_allowed=max_score_error,
+        passed=bool(not flipped and delta.max() / threshold <= max_score_error),
+    )

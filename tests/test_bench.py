@@ -14,6 +14,8 @@ def test_inspectd_bench_reports_the_device_figures(demo_model):
     assert result.returncode == 0, result.stderr
     for label in ("precision    f32 in use", "pre-process  median", "infer        median", "graph cost", "peak memory"):
         assert label in result.stdout, result.stdout
+    # read from the folder's metadata
+    assert "PaDiM tf_efficientnet_lite0 128x128, 1024 positions x 100 features" in result.stdout and "verified at export: f32)" in result.stdout
 
 
 @needs_export

@@ -10,8 +10,20 @@ import numpy as np
 import pytest
 
 from conftest import needs_export, run_cli, train_plain_anomalib
+from inspectd.daemon.schema import ModelMetadata, read_model_folder
 
 pytestmark = needs_export
+
+
+def written(folder: Path, returned: ModelMetadata | None = None) -> ModelMetadata:
+    """The folder's inspectd.json as the station reads it; the same as export returned, in the layout to_json() writes."""
+    meta = read_model_folder(folder).metadata
+    text = (folder / "inspectd.json").read_text()
+    assert text == json.dumps(meta.to_json(), indent=2) + "\n"
+    assert ModelMetadata.from_json(json.loads(text), folder / "inspectd.json") == meta
+    if returned is not None:
+        assert returned == meta
+    return meta
 
 
 def torch_scores(checkpoint: Path, images: list[Path]) -> np.ndarray:
@@ -35,51 +47,51 @@ def infer_json(model: Path, images: list[Path]) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def assert_precisions_recorded_only_where_they_ran(meta: dict) -> None:
+def assert_precisions_recorded_only_where_they_ran(meta: ModelMetadata) -> None:
     """bf16/f16 count as verified only if this CPU really executed them (an AVX2-only CPU runs them as f32)."""
     import openvino as ov
 
     native = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    runtime = meta["runtime"]
+    runtime = meta.runtime
     for precision, capability in (("bf16", "BF16"), ("f16", "FP16")):
-        check = runtime["precision_checks"][precision]
+        check = runtime.precision_checks.get(precision)
         if capability in native:
-            assert check["executed_as"] == precision and check["status"] in ("verified", "refused")
+            assert check.executed_as == precision and check.status in ("verified", "refused")
         else:
-            assert check == {"status": "not-checked", "executed_as": "f32", "why": check["why"]}
-            assert precision not in runtime["verified_precisions"]
-    assert runtime["verified_precisions"][-1] == "f32" and runtime["precision_checks"]["f32"]["status"] == "verified"
+            assert (check.status, check.executed_as, check.max_relative_score_error, check.verdict_flips) == ("not-checked", "f32", None, None)
+            assert precision not in runtime.verified_precisions
+    assert runtime.verified_precisions[-1] == "f32" and runtime.precision_checks.f32.status == "verified"
 
 
-def assert_self_test_holds_real_frames(folder: Path, meta: dict) -> None:
-    frames = meta["self_test"]["frames"]
+def assert_self_test_holds_real_frames(folder: Path, meta: ModelMetadata) -> None:
+    frames = meta.self_test.frames
     assert 3 <= len(frames) <= 8 and len(set(frames)) == len(frames)
     with np.load(folder / "selftest.npz") as data:
-        assert data["inputs"].shape == (len(frames), meta["input"]["height"], meta["input"]["width"], 3)
+        assert data["inputs"].shape == (len(frames), meta.input.height, meta.input.width, 3)
         scores = data["reference_scores"]
-    threshold = meta["threshold"]["value"]
+    threshold = meta.threshold.value
     assert (scores > threshold).any() and (scores <= threshold).any()  # both sides of the threshold
     assert (folder / "selftest.npz").stat().st_size < 5_000_000
 
 
 def test_plain_anomalib_cookie_checkpoint_matches_torch(cookie_checkpoint, cookie_model, cookie):
-    meta = json.loads((cookie_model / "inspectd.json").read_text())
+    meta = written(cookie_model)
     assert_precisions_recorded_only_where_they_ran(meta)
     assert_self_test_holds_real_frames(cookie_model, meta)
-    verification = meta["verification"]
-    assert verification["passed"] and verification["verdict_flips"] == 0
-    assert verification["frames"] == 46
-    assert verification["max_relative_score_error"] <= 0.01
-    assert verification["min_map_correlation"] > 0.999
+    verification = meta.verification
+    assert verification.passed and verification.verdict_flips == 0
+    assert verification.frames == 46
+    assert verification.max_relative_score_error <= 0.01
+    assert verification.min_map_correlation > 0.999
 
     images = sorted((cookie / "test").glob("*/*.jpg"))
     records = infer_json(cookie_model, images)
     reference = torch_scores(cookie_checkpoint, images)
     scores = np.array([r["score"] for r in records])
-    threshold = meta["threshold"]["value"]
+    threshold = meta.threshold.value
     assert np.abs(scores - reference).max() / threshold <= 0.01
     # anomalib's verdict (score >= its threshold) is the one to keep
-    checkpoint_threshold = meta["threshold"].get("checkpoint_value", threshold)
+    checkpoint_threshold = meta.threshold.checkpoint_value or threshold
     assert [r["anomalous"] for r in records] == list(reference >= checkpoint_threshold)
     assert {r["image"] for r in records} == {str(p) for p in images}
     assert all(r["latency_ms"] > 0 and r["threshold"] == pytest.approx(threshold) for r in records)
@@ -99,24 +111,26 @@ def test_non_square_and_large_frames_match_torch(circuitboard_checkpoint, circui
             assert image.shape[:2] == (667, 1000)
             cv2.imwrite(str(calibration / kind / f"{path.stem}.png"), image)
             cv2.imwrite(str(calibration / kind / f"{path.stem}_2x.png"), cv2.resize(image, (2000, 1334), interpolation=cv2.INTER_CUBIC))
-    meta = export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=calibration, threshold_from="calibration")
-    assert meta["verification"]["verdict_flips"] == 0
-    assert meta["verification"]["max_relative_score_error"] <= 0.01
+    meta = written(tmp_path / "model", export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=calibration,
+                                                         threshold_from="calibration"))
+    assert meta.threshold.source == "calibration-f1" and meta.threshold.normal_images == meta.threshold.anomalous_images == 16
+    assert meta.verification.verdict_flips == 0
+    assert meta.verification.max_relative_score_error <= 0.01
 
     images = sorted(calibration.glob("*/*.png"))
     records = infer_json(tmp_path / "model", images)
     reference = torch_scores(circuitboard_checkpoint, images)
     scores = np.array([r["score"] for r in records])
-    assert np.abs(scores - reference).max() / meta["threshold"]["value"] <= 0.01
+    assert np.abs(scores - reference).max() / meta.threshold.value <= 0.01
 
 
 def test_circuitboard_test_images_no_flips(circuitboard_checkpoint, circuitboard, tmp_path):
     from inspectd.export.exporter import export_checkpoint
 
-    meta = export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=circuitboard / "test")
-    assert meta["verification"]["frames"] == 70
-    assert meta["verification"]["verdict_flips"] == 0
-    assert meta["verification"]["max_relative_score_error"] <= 0.01
+    meta = written(tmp_path / "model", export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=circuitboard / "test"))
+    assert meta.verification.frames == 70
+    assert meta.verification.verdict_flips == 0
+    assert meta.verification.max_relative_score_error <= 0.01
 
 
 def test_nan_threshold_needs_calibration(cookie, tmp_path):
@@ -139,17 +153,18 @@ def test_nan_threshold_needs_calibration(cookie, tmp_path):
         (normal_only / path.name).symlink_to(path)
     result = run_cli("export", checkpoint, "--out", tmp_path / "quantile", "--calibration", normal_only)
     assert result.returncode == 0, result.stderr
-    meta = json.loads((tmp_path / "quantile" / "inspectd.json").read_text())
-    assert meta["threshold"]["source"] == "calibration-quantile"
-    normal = meta["normal_scores"]
-    assert normal["count"] == 14 and normal["p95"] <= meta["threshold"]["value"] <= normal["max"]
+    meta = written(tmp_path / "quantile")
+    assert meta.threshold.source == "calibration-quantile" and meta.threshold.quantile == 0.99
+    normal = meta.normal_scores
+    assert normal.count == 14 and normal.p95 <= meta.threshold.value <= normal.max
+    assert meta.calibration_image_auroc is None  # no defect images to measure it on
 
     result = run_cli("export", checkpoint, "--out", tmp_path / "f1", "--calibration", cookie / "test")
     assert result.returncode == 0, result.stderr
-    meta = json.loads((tmp_path / "f1" / "inspectd.json").read_text())
-    assert meta["threshold"]["source"] == "calibration-f1"
-    assert meta["threshold"]["normal_images"] == 14 and meta["threshold"]["anomalous_images"] == 32
-    assert 0.0 < meta["threshold"]["f1"] <= 1.0
+    meta = written(tmp_path / "f1")
+    assert meta.threshold.source == "calibration-f1"
+    assert meta.threshold.normal_images == 14 and meta.threshold.anomalous_images == 32
+    assert 0.0 < meta.threshold.f1 <= 1.0 and 0.0 <= meta.calibration_image_auroc <= 1.0
 
 
 def test_lite0_offline_cookie_auroc(cookie, tmp_path):
@@ -160,7 +175,7 @@ def test_lite0_offline_cookie_auroc(cookie, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model.ckpt").is_file()
     assert "self-test at f32: passed" in result.stderr
-    meta = json.loads((tmp_path / "run" / "model" / "inspectd.json").read_text())
+    meta = written(tmp_path / "run" / "model")
     assert_precisions_recorded_only_where_they_ran(meta)
     assert_self_test_holds_real_frames(tmp_path / "run" / "model", meta)
     images = sorted((cookie / "test").glob("*/*.jpg"))
@@ -238,7 +253,7 @@ def test_train_on_a_plain_folder_of_good_images(tmp_path):
     own = [line for line in result.stderr.splitlines() if line.startswith("inspectd")]
     assert own and not any(".partial" in line for line in own)  # progress names the real output folder
     assert "hidden files" not in result.stderr
-    meta = json.loads((tmp_path / "run" / "model" / "inspectd.json").read_text())
-    assert meta["threshold"]["source"] == "calibration-quantile" and meta["threshold"]["normal_images"] == 4
-    assert meta["normal_scores"]["count"] == 4 and meta["verification"]["passed"]
+    meta = written(tmp_path / "run" / "model")
+    assert meta.threshold.source == "calibration-quantile" and meta.threshold.normal_images == 4
+    assert meta.normal_scores.count == 4 and meta.verification.passed
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model", "model.ckpt"]

@@ -82,7 +82,7 @@ def test_corrupt_metadata(folder, image):
         (lambda m: m["threshold"].pop("value"), "threshold.value"),
         (lambda m: m["input"].update(height="256"), "input.height"),
         (lambda m: m["input"].update(color_order="RGB"), "input.color_order"),
-        (lambda m: m["preprocess"]["resize"].update(antialias=False), "preprocess.resize"),
+        (lambda m: m["preprocess"]["resize"].update(antialias=False), "preprocess.resize.antialias"),
         (lambda m: m["model"].update(type="patchcore"), "model.type"),
         (lambda m: m["runtime"].update(inference_precision="int4"), "runtime.inference_precision"),
         (lambda m: m["input"].update(width=300), "preprocess"),
@@ -91,12 +91,13 @@ def test_corrupt_metadata(folder, image):
         (lambda m: m.pop("self_test"), "self_test"),
         (lambda m: m["self_test"].update(frames=[]), "self_test.frames"),
         (lambda m: m["self_test"].update(max_relative_error=float("inf")), "self_test.max_relative_error"),
-        (lambda m: m["runtime"]["precision_checks"]["f16"].update(status="maybe"), "runtime.precision_checks.f16"),
+        (lambda m: m["runtime"]["precision_checks"]["f16"].update(status="maybe"), "runtime.precision_checks.f16.status"),
+        (lambda m: m["outputs"].update(score="nope"), "outputs.score"),  # valid JSON, but not the graph's
     ],
 )
 def test_bad_field(folder, image, change, field):
     edit_metadata(folder, change)
-    refused(folder, image, "inspectd.json", f"'{field}'")
+    refused(folder, image, "inspectd.json", f"field {field}: ")
 
 
 def test_not_a_folder(tmp_path, image):
@@ -104,7 +105,7 @@ def test_not_a_folder(tmp_path, image):
 
 
 def rewrite_self_test(folder: Path, change) -> None:
-    """Change selftest.npz and record its new sha256, as a consistent (but wrong) export would."""
+    """Change selftest.npz and record its new sha256 and size, as a consistent (but wrong) export would."""
     from inspectd.daemon.schema import sha256_of
 
     path = folder / "selftest.npz"
@@ -112,7 +113,7 @@ def rewrite_self_test(folder: Path, change) -> None:
         arrays = {key: data[key].copy() for key in data.files}
     change(arrays)
     np.savez_compressed(path, **arrays)
-    edit_metadata(folder, lambda meta: meta["files"]["selftest.npz"].update(sha256=sha256_of(path)))
+    edit_metadata(folder, lambda meta: meta["files"]["selftest.npz"].update(sha256=sha256_of(path), bytes=path.stat().st_size))
 
 
 def test_self_test_runs_at_load_at_the_precision_used(demo_model):
@@ -186,8 +187,17 @@ def test_malformed_self_test(folder, image, change):
 
 
 def test_tampered_self_test_is_caught_by_its_sha256(folder, image):
-    (folder / "selftest.npz").write_bytes(b"PK not really")
+    data = bytearray((folder / "selftest.npz").read_bytes())
+    data[-100] ^= 0xFF
+    (folder / "selftest.npz").write_bytes(bytes(data))
     refused(folder, image, "selftest.npz", "sha256")
+
+
+@pytest.mark.parametrize("name", ["model.bin", "selftest.npz"])
+def test_a_truncated_copy_is_caught_by_its_size(folder, image, name):
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])
+    refused(folder, image, str(folder / name), f"files.{name}.bytes", "copy the model folder again")
 
 
 def test_a_folder_from_before_the_self_test_is_refused(folder, image):

@@ -58,12 +58,12 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
     core = ov.Core()
     meta = model.folder.metadata
     lines = [
-        f"model        {model.folder.path}: PaDiM {meta['model']['backbone']} {spec.input_width}x{spec.input_height}, "
-        f"{meta['model']['feature_positions']} positions x {meta['model']['n_features']} features",
+        f"model        {model.folder.path}: PaDiM {meta.model.backbone} {spec.input_width}x{spec.input_height}, "
+        f"{meta.model.feature_positions} positions x {meta.model.n_features} features",
         f"openvino     {ov.__version__}, device CPU: {core.get_property('CPU', 'FULL_DEVICE_NAME')}",
         f"precision    {model.precision} in use (OpenVINO's own default here: "
         f"{core.get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()}; verified at export: "
-        f"{', '.join(model.folder.verified_precisions)})",
+        f"{', '.join(meta.runtime.verified_precisions)})",
         *(f"             {line}" for line in model.precision_report()),
         f"load         {load_s:.2f} s: read + sha256 {model.timings['read_s']:.2f} s, compile {model.timings['compile_s']:.2f} s, "
         f"self-test {model.timings['self_test_s']:.2f} s",

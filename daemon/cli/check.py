@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     model = pipeline.model
     folder = model.folder
     print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
-          f"({folder.metadata['model']['backbone']}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
+          f"({folder.metadata.model.backbone}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
           f"threshold {pipeline.decision.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
     for line in model.precision_report():
         print(f"  {line}")

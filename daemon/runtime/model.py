@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspectd.daemon.errors import InspectdError, ModelDoesNotFit
-from inspectd.daemon.schema import ModelFolder, read_model_folder
+from inspectd.daemon.errors import InspectdError, ModelDoesNotFit, ModelFolderError
+from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, read_model_folder
 from inspectd.daemon.runtime.preprocess import check_frame, model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
 
@@ -62,33 +63,36 @@ class Model:
     ``fallback`` says why a faster precision was not used. If f32 fails too the folder does
     not fit this device: ModelDoesNotFit (exit 78).
 
-    ``self_test=False`` is for the export that is still making the folder (it has no
-    self-test yet): the named precision is compiled as it is, untested.
+    A folder whose metadata is a Draft (``inspectd export`` still making it: no threshold or
+    self-test yet) is compiled at the named precision as it is, untested; its threshold is NaN.
     """
 
-    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", self_test: bool = True) -> None:
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto") -> None:
         import openvino as ov  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
-        self.threshold = folder.threshold.value
+        meta = folder.metadata
+        self.threshold = meta.threshold.value if isinstance(meta, ModelMetadata) else math.nan
         spec = folder.preprocessing
+        outputs = meta.outputs
         start = time.perf_counter()
-        cases = load_cases(folder) if self_test else None
+        cases = load_cases(folder) if isinstance(meta, ModelMetadata) else None
         core = ov.Core()
         try:
             graph = core.read_model(str(folder.xml_path))
         except RuntimeError as exc:
-            raise InspectdError(f"{folder.xml_path}: OpenVINO cannot read it ({str(exc).splitlines()[0]}); re-export the model folder") from None
+            raise ModelFolderError(f"OpenVINO cannot read it ({str(exc).splitlines()[0]})", file=folder.xml_path,
+                                   fix="re-export the model folder") from None
         expected = [1, spec.input_height, spec.input_width, 3]
         if len(graph.inputs) != 1 or graph.input(0).get_partial_shape() != ov.PartialShape(expected):
-            raise InspectdError(
-                f"{folder.xml_path}: graph input is {graph.input(0).get_partial_shape()} but inspectd.json says "
-                f"{expected}; the files come from different exports, copy the whole folder again"
-            )
+            raise ModelFolderError(f"graph input is {graph.input(0).get_partial_shape()} but inspectd.json says {expected}",
+                                   file=folder.xml_path, fix="the files come from different exports, copy the whole folder again")
         names = {name for output in graph.outputs for name in output.get_names()}
-        for name in (folder.map_output, folder.score_output):
+        for key, name in (("anomaly_map", outputs.anomaly_map), ("score", outputs.score)):
             if name not in names:
-                raise InspectdError(f"{folder.xml_path}: has no output '{name}' named in inspectd.json outputs; re-export the model folder")
+                raise ModelFolderError(f"names output '{name}', which model.xml does not have (it has {', '.join(sorted(names))})",
+                                       file=folder.path / METADATA_FILE, key=f"outputs.{key}",
+                                       fix="the files come from different exports, copy the whole folder again, or re-export it")
         self.device_name = core.get_property(device, "FULL_DEVICE_NAME")
         self.notes: list[str] = []  # precisions not tried, and why
         self.trials: list[SelfTestResult] = []
@@ -100,7 +104,7 @@ class Model:
             executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             if cases is None:
                 break
-            result = run_self_test(compiled, folder.map_output, folder.score_output, cases, candidate)
+            result = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, candidate)
             self.timings["self_test_s"] += result.seconds
             self.trials.append(result)
             if result.passed:
@@ -115,13 +119,14 @@ class Model:
         self.precision = executed  # what OpenVINO really runs, not what was asked
         self.compiled = compiled
         self.request = self.compiled.create_infer_request()
-        self.map_port = self.compiled.output(folder.map_output)
-        self.score_port = self.compiled.output(folder.score_output)
+        self.map_port = self.compiled.output(outputs.anomaly_map)
+        self.score_port = self.compiled.output(outputs.score)
 
     def _candidates(self, core, device: str, precision: str) -> list[str]:
         if precision != "auto" and precision not in PRECISIONS:
             raise InspectdError(f"model.precision '{precision}': use auto, {', '.join(PRECISIONS)}")
-        if self.folder.self_test is None:
+        meta = self.folder.metadata
+        if not isinstance(meta, ModelMetadata):
             if precision == "auto":
                 raise InspectdError(f"{self.folder.path}: has no self-test yet; name the precision to compile it untested")
             return [precision]
@@ -133,15 +138,12 @@ class Model:
                 candidates.append(candidate)
             elif NATIVE_SUPPORT[candidate] not in capabilities:
                 self.notes.append(f"{candidate}: not native on this CPU, not tried")
-            elif candidate in self.folder.refused_precisions:
-                self.notes.append(f"{candidate}: not tried, the export ran it and refused it ({self._export_check(candidate)})")
+            elif candidate in meta.runtime.refused_precisions:
+                why = meta.runtime.precision_checks.get(candidate).why or "failed"
+                self.notes.append(f"{candidate}: not tried, the export ran it and refused it ({why})")
             else:
                 candidates.append(candidate)
         return candidates
-
-    def _export_check(self, precision: str) -> str:
-        check = self.folder.metadata["runtime"]["precision_checks"].get(precision, {})
-        return str(check.get("why", "failed"))
 
     @property
     def fallback(self) -> str | None:
@@ -166,7 +168,7 @@ class Model:
     @property
     def model_id(self) -> str:
         """sha256 of model.bin: what journald records as INSPECTD_MODEL."""
-        return self.folder.model_sha256
+        return self.folder.metadata.files.model_bin.sha256
 
     def infer(self, frame: np.ndarray, name: str = "frame") -> Inspection:
         """Score one BGR uint8 frame of any size."""

@@ -8,7 +8,7 @@ an error over the limit is not used on this device: the runtime falls back to th
 down to f32 (see ``model.Model``). Nothing here knows about torch: the references are numbers.
 
     >>> cases = load_cases(read_model_folder("models/demo-mug"))       # doctest: +SKIP
-    >>> result = run_self_test(compiled, cases, "f32")                   # doctest: +SKIP
+    >>> result = run_self_test(compiled, "anomaly_map", "score", cases, "f32")  # doctest: +SKIP
     >>> result.passed, result.problem                                    # doctest: +SKIP
 """
 
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.schema import ModelFolder
+from inspectd.daemon.errors import ModelFolderError
+from inspectd.daemon.schema import ModelFolder, ModelMetadata
+
 COARSE_MAP = 16  # side of the coarse anomaly map kept per frame (area mean of the model's map)
 
 
@@ -69,20 +70,22 @@ def coarse_map(anomaly_map: np.ndarray) -> np.ndarray:
 
 def load_cases(folder: ModelFolder) -> SelfTestCases:
     """Read the folder's ``selftest.npz`` (its sha256 was checked with the folder's other files)."""
-    path, names, spec = folder.self_test_path, folder.self_test.frames, folder.preprocessing
+    meta: ModelMetadata = folder.metadata
+    path, names, spec = folder.self_test_path, meta.self_test.frames, folder.preprocessing
     input_shape = (spec.input_height, spec.input_width, 3)
     try:
         with np.load(path, allow_pickle=False) as data:
             inputs, scores, maps = data["inputs"], data["reference_scores"], data["reference_maps"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise InspectdError(f"{path}: not a readable self-test ({str(exc).splitlines()[0]}); copy the model folder again") from None
+        raise ModelFolderError(f"not a readable self-test ({str(exc).splitlines()[0]})", file=path, fix="copy the model folder again") from None
     count = len(names)
     expected = {"inputs": (count, *input_shape), "reference_scores": (count,), "reference_maps": (count, COARSE_MAP, COARSE_MAP)}
     for key, array in (("inputs", inputs), ("reference_scores", scores), ("reference_maps", maps)):
         if array.shape != expected[key] or array.dtype != np.float32 or not np.isfinite(array).all():
-            raise InspectdError(f"{path}: '{key}' is {array.dtype} {list(array.shape)}, expected finite float32 {list(expected[key])}; "
-                                f"the files come from different exports, copy the whole folder again")
-    return SelfTestCases(names, inputs, scores, maps, folder.threshold.value, folder.self_test.limit, folder.self_test.reduced_limit)
+            raise ModelFolderError(f"'{key}' is {array.dtype} {list(array.shape)}, expected finite float32 {list(expected[key])}",
+                                   file=path, fix="the files come from different exports, copy the whole folder again")
+    return SelfTestCases(names, inputs, scores, maps, meta.threshold.value, meta.self_test.max_relative_error,
+                         meta.self_test.max_relative_error_reduced)
 
 
 def run_self_test(compiled, map_output: str, score_output: str, cases: SelfTestCases, requested: str) -> SelfTestResult:
