@@ -137,20 +137,19 @@ def _daemon(paths: dict):
     """The station's own per-frame cycle and its pipelined rate, outputs included."""
     import io
 
-    from inspectd.daemon.station.config import Config, GpioConfig, JournalConfig, ModelConfig, RejectLineConfig, ArchiveConfig, SourceConfig
+    from inspectd.daemon.station.config import ArchiveConfig, Config, GpioConfig, JournalConfig, ModelConfig, RejectLineConfig
     from inspectd.daemon.station.outputs.journal import JournalOutput
     from inspectd.daemon.station.outputs.memory import MemoryOutput
-    from inspectd.daemon.station.sources import Frame
+    from inspectd.daemon.station.sources import DirectoryConfig, Frame
     from inspectd.daemon.station.sources.memory import MemorySource
     from inspectd.daemon.station.loop import Station
 
-    config = Config(model=ModelConfig(path=paths["inspectd_model"]), source=SourceConfig(kind="directory", path="."),
+    config = Config(model=ModelConfig(path=paths["inspectd_model"]), source=DirectoryConfig(path=".", mode="watch"),
                     journal=JournalConfig(enabled=False), archive=ArchiveConfig(enabled=False),
                     gpio=GpioConfig(chip="memory", reject=RejectLineConfig(line="GPIO17", pulse_ms=20)))
     journal = JournalOutput(JournalConfig(), stream=io.StringIO())  # the real formatting, into memory
     memory = MemoryOutput()
     station = Station(config, extra_outputs=[journal, memory])
-    station.ready = True
 
     def cycle(frame):
         station.inspect(Frame(frame, "bench", time.monotonic()))

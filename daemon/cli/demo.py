@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.station.sources import DirectoryConfig
 
     model_dir = Path(args.model) if args.model else demo_model()
-    data = generate_station_dataset(args.data)
+    data = generate_station_dataset(args.data, n_train=0)  # the demo replays the test images only
     replay = data / "replay"
     replay.mkdir(exist_ok=True)
     for image in sorted((data / "test").glob("*/*.png")):
