@@ -13,6 +13,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property-based tests: 60 examples each by default (the unit tier stays under a minute);
+# the full suite (tests/run.sh) asks for more with INSPECTD_HYPOTHESIS_EXAMPLES.
+settings.register_profile("inspectd", max_examples=int(os.environ.get("INSPECTD_HYPOTHESIS_EXAMPLES", "60")), deadline=None)
+settings.load_profile("inspectd")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -121,7 +127,7 @@ def demo_model() -> Path:
 # integration runs real daemons, real journald and trains on real images (checkpoints cached above);
 # system boots real systemd (nspawn), the emulated arm64 root and the packages.
 TIERS = {
-    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak"},
+    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics"},
     "system": {"test_service", "test_harness_nspawn", "test_arm64", "test_package"},
 }
 

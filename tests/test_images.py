@@ -36,7 +36,7 @@ def test_oversized_header_is_refused_before_decoding(tmp_path):
     assert read_image(path, max_pixels=120_000).shape == (300, 400, 3)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=4096), prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"BM", b"RIFF\x00\x00\x00\x00WEBPVP8X",
                                                               b"II*\x00", b"MM\x00*"]))
 def test_any_bytes_give_an_image_or_one_source_error(tmp_path, data, prefix):
@@ -51,7 +51,7 @@ def test_any_bytes_give_an_image_or_one_source_error(tmp_path, data, prefix):
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(min_value=0, max_value=2000), flip=st.integers(min_value=0, max_value=2000))
 def test_damaged_real_frames_give_an_image_or_one_source_error(tmp_path, cut, flip):
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)

@@ -16,7 +16,7 @@ from inspectd.daemon.evaluation.metrics import Rate, aupro, auroc, confusion, f1
 pytestmark = needs_export
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(2, 300), levels=st.sampled_from([3, 20, 10**6]))
 def test_auroc_matches_torchmetrics(seed, size, levels):
     import torch
@@ -32,7 +32,7 @@ def test_auroc_matches_torchmetrics(seed, size, levels):
         assert ours == pytest.approx(expected, abs=1e-6)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), images=st.integers(1, 5), ties=st.booleans())
 def test_aupro_and_pixel_auroc_match_anomalib(seed, images, ties):
     import torch

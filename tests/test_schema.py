@@ -121,7 +121,7 @@ metadata = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(metadata)
 def test_generated_metadata_round_trips(meta):
     written = text_of(meta)
@@ -155,7 +155,7 @@ def refusal(data, field: str) -> str:
     return line
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(meta=metadata, data=st.data())
 def test_every_number_is_checked_for_type_and_finiteness(meta, data):
     broken = copy.deepcopy(meta.to_json())
