@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
-from inspectd.daemon.runtime.images import IMAGE_SUFFIXES, list_images, read_image
+from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, read_image
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.sources.interface import BadFrame, Frame, Source, SourceConfig, SourceEnded
 
@@ -59,12 +59,12 @@ class DirectoryConfig(SourceConfig):
             source.close()
 
     def open_kind(self) -> Source:
-        return DirectorySource(self.path, self.mode)
+        return DirectorySource(self.path, self.mode, self.max_pixels)
 
 
 class DirectorySource:
-    def __init__(self, path: str | Path, mode: str = "once") -> None:
-        self.folder, self.mode = Path(path), mode
+    def __init__(self, path: str | Path, mode: str = "once", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.folder, self.mode, self.max_pixels = Path(path), mode, max_pixels
         if not self.folder.is_dir():
             raise SourceError(f"'{self.folder}' is not a folder", key="source.path", fix="create it or point to the images")
         self.name = f"directory:{self.folder}"
@@ -80,7 +80,7 @@ class DirectorySource:
         if path is None:
             return None
         try:
-            pixels = read_image(path)
+            pixels = read_image(path, self.max_pixels)
         except InspectdError as exc:
             raise BadFrame(str(exc)) from None
         return Frame(pixels, path.name, time.monotonic())

@@ -1,5 +1,5 @@
 """What every frame source shares: the Frame it yields, how it fails, and the keys every
-``[source]`` table has (``roi``, ``retry_max_s``).
+``[source]`` table has (``roi``, ``retry_max_s``, ``max_pixels``).
 
 A source's ``read(timeout_s)`` returns the next ``Frame``, or None when there is nothing yet
 (a watched folder with no new file); it raises ``SourceEnded`` when a replay is over and
@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from inspectd.daemon.errors import ConfigError, SourceError
+from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS
 from inspectd.daemon.station.settings import Section, setting
 
 
@@ -55,6 +56,8 @@ class SourceConfig(Section):
 
     roi: list[int] | None = None  # [x, y, width, height] crop applied to every frame
     retry_max_s: float = setting(30.0, above=0, fix="the longest wait between reconnects, in seconds, e.g. 30")
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, above=0, fix="the largest frame accepted, in pixels; an image file declaring more is "
+                                                               "refused before it is decoded")
 
     def check(self) -> None:
         roi = self.roi
