@@ -51,6 +51,24 @@ PRECISIONS = ("bf16", "f16", "f32")  # fastest first
 NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
 
 
+def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[SelfTestResult]:
+    """The folder's self-test at bf16, f16 and f32 in turn, as ``inspectd doctor`` shows it (no fallback, nothing kept).
+
+    Each result says what the device really ran (``executed``): an x86 CPU without bf16/f16 runs them as f32.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    graph = core.read_model(str(folder.xml_path))
+    cases = load_cases(folder)
+    outputs = folder.metadata.outputs
+    results = []
+    for precision in PRECISIONS:
+        compiled = core.compile_model(graph, device, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
+        results.append(run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, precision))
+    return results
+
+
 class Model:
     """A compiled model folder. Not thread-safe: use one per inspection loop.
 
