@@ -213,20 +213,18 @@ def test_separate_pulses(gpio):
     reject.close()
 
 
-def test_cancel_and_close_drop_the_line_mid_pulse(gpio):
-    reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=60_000)
+def test_close_lets_the_pulse_run_its_full_width(gpio):
+    """A stop or a reload that reopens the lines never shortens a reject pulse the PLC must see."""
+    reject = RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=200)
     reject.pulse()
-    reject.cancel()
-    assert gpio.level("GPIO17") is False
-    reject.pulse()  # still works after a cancel
-    assert gpio.level("GPIO17") is True
     reject.close()
     reject.close()
     assert gpio.level("GPIO17") is False
     assert not reject._timer.is_alive()
+    [(start, width)] = pulses(gpio.history("GPIO17"))
+    assert width >= 0.200
     reject.pulse()  # after close: ignored
-    reject.cancel()
-    assert [active for _, active in gpio.history("GPIO17")] == [False, True, False, True, False]
+    assert [active for _, active in gpio.history("GPIO17")] == [False, True, False]
     gpio.output("GPIO17", consumer="again")  # released
 
 
@@ -277,12 +275,14 @@ def test_reject_output_pulses_on_reject_only(gpio):
     assert gpio.level("GPIO17") is False
 
 
-def test_reject_output_drops_the_line_on_a_fault(gpio):
-    output = RejectOutput(RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=60_000))
+def test_a_fault_after_a_reject_keeps_its_pulse(gpio):
+    output = RejectOutput(RejectPulse(gpio.output("GPIO17", consumer="inspectd-reject"), width_ms=150))
     output.verdict(verdict(Verdict.REJECT))
     output.event(EventKind.FAULT, "camera gone", source="picamera2")
-    assert gpio.level("GPIO17") is False
+    assert gpio.level("GPIO17") is True
     output.close()
+    [(start, width)] = pulses(gpio.history("GPIO17"))
+    assert width >= 0.150
 
 
 # The ready heartbeat.

@@ -17,10 +17,12 @@ class RejectPulse:
     one is on **extends** it to ``width_ms`` after the newest: the PLC sees one long pulse,
     never a sub-millisecond off-glitch it might miss or count twice. A PLC that counts pulses
     to count rejects therefore needs parts spaced more than ``width_ms`` apart; choose the
-    width accordingly. ``cancel`` and ``close`` drop the line at once. If the process is
-    killed mid-pulse the line keeps its level (libgpiod does not reset released lines): the
-    PLC learns that from the ready line (see ``Heartbeat``) and should ignore a reject line
-    held longer than a few widths.
+    width accordingly. Nothing shortens a pulse: ``close`` (a stop, a reload that reopens
+    the lines) waits for the pulse that is on to end, at most ``width_ms``, then releases the
+    line inactive; a fault that follows a REJECT does not touch it (the part was seen and
+    judged). If the process is killed mid-pulse the line keeps its level (libgpiod does not
+    reset released lines): the PLC learns that from the ready line (see ``Heartbeat``) and
+    should ignore a reject line held longer than a few widths.
 
     RejectPulse owns the line: ``close`` releases it, inactive.
 
@@ -30,9 +32,9 @@ class RejectPulse:
         >>> reject.pulse()
         >>> gpio.level("GPIO17")
         True
-        >>> reject.close()                          # inactive now, even mid-pulse
-        >>> gpio.level("GPIO17")
-        False
+        >>> reject.close()                          # after the pulse has run its full width
+        >>> [active for _, active in gpio.history("GPIO17")]
+        [False, True, False]
     """
 
     def __init__(self, line: OutputLine, width_ms: float) -> None:
@@ -56,28 +58,22 @@ class RejectPulse:
             self._off_at = time.monotonic() + self.width_s
             self._cond.notify()
 
-    def cancel(self) -> None:
-        """End any pulse now."""
-        with self._cond:
-            if self._off_at is not None and not self._closed:
-                self._line.set(False)
-                self._off_at = None
-                self._cond.notify()
-
     def close(self) -> None:
+        """No more pulses; the one that is on runs its full width, then the line is released inactive."""
         with self._cond:
             if self._closed:
                 return
             self._closed = True
-            self._off_at = None
             self._cond.notify()
         self._timer.join()
         self._line.close()  # drives it inactive, then releases it
 
     def _run(self) -> None:
         with self._cond:
-            while not self._closed:
+            while True:
                 if self._off_at is None:
+                    if self._closed:
+                        return
                     self._cond.wait()
                     continue
                 remaining = self._off_at - time.monotonic()

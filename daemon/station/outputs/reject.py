@@ -1,4 +1,4 @@
-"""``[gpio.reject]``: the reject line as an output, a GPIO pulse for each REJECT, dropped at once on a fault."""
+"""``[gpio.reject]``: the reject line as an output, a GPIO pulse of its full width for each REJECT, whatever follows."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class RejectOutput:
         >>> output.event(EventKind.FAULT, "camera gone"); gpio.level("GPIO17")
         False
         >>> output.close(); output.close()
+
+    A fault after a REJECT never shortens its pulse: the part was judged, the PLC must see it.
     """
 
     def __init__(self, pulse: RejectPulse) -> None:
@@ -42,8 +44,7 @@ class RejectOutput:
             self.pulse.pulse()
 
     def event(self, kind: EventKind, message: str, **fields: object) -> None:
-        if kind is EventKind.FAULT:
-            self.pulse.cancel()  # whatever was on its way out is no longer known to be bad
+        pass
 
     def close(self) -> None:
         self.pulse.close()
