@@ -59,7 +59,7 @@ import numpy as np
 from inspectd.daemon.runtime.images import list_images, read_image
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder
-from inspectd.export.calibration import image_auroc
+from inspectd.daemon.evaluation.metrics import auroc as image_auroc
 
 REPO = Path(__file__).resolve().parent.parent
 OFFLINE_WEIGHTS = ("tf_efficientnet_lite0", "mobilenetv2_100")

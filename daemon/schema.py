@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime
@@ -32,7 +33,8 @@ METADATA_FILE = "inspectd.json"
 SCHEMA = "inspectd-model"
 SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
 SELFTEST_FILE = "selftest.npz"
-THRESHOLD_SOURCES = ("checkpoint", "calibration-quantile", "calibration-f1")
+THRESHOLD_SOURCES = ("checkpoint", "calibration-frr", "calibration-f1", "calibration-quantile")
+THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on enough good images, or a normal fit of too few
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
@@ -207,6 +209,8 @@ class Threshold(Section):
     source: str = spec(one_of(*THRESHOLD_SOURCES))
     f1: float | None = spec(unit_interval, default=None)  # calibration-f1
     quantile: float | None = spec(fraction, default=None)  # calibration-quantile
+    target_false_reject_rate: float | None = spec(fraction, default=None)  # calibration-frr
+    method: str | None = spec(one_of(*THRESHOLD_METHODS), default=None)  # calibration-frr
     normal_images: int | None = spec(not_negative, default=None)
     anomalous_images: int | None = spec(not_negative, default=None)
     rule: str = spec(equals(THRESHOLD_RULE, "the only rule this runtime applies"), default=THRESHOLD_RULE)
@@ -378,8 +382,14 @@ class ModelMetadata(Section):
             raise ModelFolderError(exc.problem, file=file, key=exc.key, fix=exc.fix) from None
 
     def write(self, folder: Path) -> None:
-        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
-        (Path(folder) / METADATA_FILE).write_text(text, encoding="utf-8")
+        """inspectd.json, atomically: a reader sees the old file or the new one, never half of one."""
+        path = Path(folder) / METADATA_FILE
+        temporary = path.with_name(f".{METADATA_FILE}.tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
 
 
 def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:

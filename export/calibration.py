@@ -4,7 +4,8 @@ A calibration folder is either
 - a folder of normal images, or
 - labelled: a ``good/`` sub-folder of normal images beside one sub-folder per defect kind
   (an MVTec root is accepted too: its ``test/`` folder is used).
-Rule everywhere: a frame is anomalous when its score is above the threshold.
+Rule everywhere: a frame is anomalous when its score is above the threshold. The thresholds
+themselves are chosen in ``inspectd.daemon.evaluation.thresholds`` (also used by ``calibrate``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import numpy as np
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.images import list_images
 from inspectd.daemon.schema import NormalScores
-
-NORMAL_QUANTILE = 0.99  # normal-only calibration: about 1 in 100 parts like these would be rejected
 
 
 @dataclass
@@ -45,28 +44,6 @@ def collect(folder: str | Path) -> list[Sample]:
     return samples
 
 
-def quantile_threshold(normal_scores: np.ndarray) -> float:
-    return float(np.quantile(normal_scores, NORMAL_QUANTILE))
-
-
-def f1_threshold(scores: np.ndarray, anomalous: np.ndarray) -> tuple[float, float]:
-    """The threshold with the best F1 on labelled scores, and that F1.
-
-    Candidates are midpoints between consecutive distinct scores, so no calibration image
-    sits on the threshold where rounding alone would decide it.
-    """
-    distinct = np.unique(scores)
-    candidates = np.concatenate(([distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2.0))
-    best, best_f1 = float(candidates[0]), -1.0
-    for threshold in candidates:
-        predicted = scores > threshold
-        true_positive = np.sum(predicted & anomalous)
-        f1 = 2.0 * true_positive / (np.sum(predicted) + np.sum(anomalous))
-        if f1 > best_f1:
-            best, best_f1 = float(threshold), float(f1)
-    return best, best_f1
-
-
 def normal_statistics(normal_scores: np.ndarray) -> NormalScores:
     """What later drift monitoring compares live scores against."""
     return NormalScores(
@@ -79,13 +56,3 @@ def normal_statistics(normal_scores: np.ndarray) -> NormalScores:
         p99=float(np.quantile(normal_scores, 0.99)),
         max=float(normal_scores.max()),
     )
-
-
-def image_auroc(scores: np.ndarray, anomalous: np.ndarray) -> float | None:
-    """Area under the ROC curve (probability an anomalous image outscores a normal one)."""
-    positive, negative = scores[anomalous], scores[~anomalous]
-    if positive.size == 0 or negative.size == 0:
-        return None
-    greater = (positive[:, None] > negative[None, :]).sum()
-    ties = (positive[:, None] == negative[None, :]).sum()
-    return float((greater + 0.5 * ties) / (positive.size * negative.size))

@@ -16,11 +16,15 @@ import numpy as np
 
 from inspectd.daemon import schema
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.evaluation import thresholds
+from inspectd.daemon.evaluation.metrics import auroc
+from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder, sha256_of
 
 from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
+from .progress import Bar, quiet
 from .graph import MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, export_ir
 
 
@@ -44,8 +48,15 @@ def export_checkpoint(
     force: bool = False,
     progress: Callable[[str], None] = _say,
     max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
+    threshold_for: str = "false-rejects",
+    false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
+    prefix: str = "inspectd export",
 ) -> schema.ModelMetadata:
-    """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure."""
+    """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure.
+
+    A threshold measured on calibration images is, by default, the one for ``false_reject_rate``
+    on their good images (``threshold_for="false-rejects"``); ``"f1"`` takes the F1-optimal one.
+    """
     out = Path(out)
     if out.exists() and not force:
         raise InspectdError(f"{out}: already exists; choose another --out or pass --force to replace it")
@@ -62,7 +73,9 @@ def export_checkpoint(
             f"(and optionally defect sub-folders) to measure the threshold"
         )
     with atomic_folder(out) as work:
-        meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error)
+        rule = (threshold_for, false_reject_rate)
+        with quiet():
+            meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix)
     progress(f"wrote {out}")
     return meta
 
@@ -93,7 +106,7 @@ def _replace(work: Path, out: Path) -> None:
 
 
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float) -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float], prefix: str) -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -104,11 +117,11 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames()
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
-    progress(f"scoring {len(frames)} frames with torch and with the exported model")
-    scores = verify.compare(checkpoint, model, frames, progress)
+    bar = Bar(prefix, "scoring frames with torch and with the exported model", len(frames))
+    scores = verify.compare(checkpoint, model, frames, bar.advance)
     labels = np.array([s.anomalous for s in samples], dtype=bool)
 
-    threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress)
+    threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress, rule)
     # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
     reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold.value
     result = verify.report(scores, threshold.value, reference_threshold, use_checkpoint_threshold, max_score_error)
@@ -138,7 +151,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
                                  torch=_version("torch"), pytorch_lightning=checkpoint.lightning_version),
         files=schema.Files(model_xml=_file_entry(work / "model.xml"), model_bin=_file_entry(work / "model.bin"),
                            selftest_npz=_file_entry(work / schema.SELFTEST_FILE)),
-        calibration_image_auroc=calibration.image_auroc(scores.exported, labels) if samples else None,
+        calibration_image_auroc=auroc(scores.exported, labels) if samples else None,
         verification=result,
         self_test=self_test,
     )
@@ -150,7 +163,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
 
 
 def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.ndarray, use_checkpoint_threshold: bool,
-               progress) -> schema.Threshold:
+               progress, rule: tuple[str, float]) -> schema.Threshold:
     if use_checkpoint_threshold:
         value = checkpoint.threshold
         tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, value * 1e-6)
@@ -160,12 +173,25 @@ def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.nd
         progress(f"checkpoint threshold {value:.4f} sits on a calibration image's score; using {settled:.4f} (same verdicts, off the edge)")
         return schema.Threshold(value=settled, source="checkpoint", checkpoint_value=value,
                                 note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
-    if labels.any():
-        value, f1 = calibration.f1_threshold(scores.exported, labels)
-        return schema.Threshold(value=value, source="calibration-f1", f1=f1, normal_images=int((~labels).sum()),
-                                anomalous_images=int(labels.sum()))
-    return schema.Threshold(value=calibration.quantile_threshold(scores.exported), source="calibration-quantile",
-                            quantile=calibration.NORMAL_QUANTILE, normal_images=len(samples))
+    good, defective = scores.exported[~labels], scores.exported[labels]
+    threshold_for, false_reject_rate = rule
+    if threshold_for == "f1" and labels.any():
+        choice = thresholds.f1_optimal(good, defective)
+    else:
+        choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective)
+    for line in choice.lines():
+        progress(line)
+    counts = {"normal_images": int(good.size), "anomalous_images": int(defective.size)}
+    if choice.method == "f1":
+        return schema.Threshold(value=choice.value, source="calibration-f1", f1=_f1(choice), **counts)
+    return schema.Threshold(value=choice.value, source="calibration-frr", target_false_reject_rate=false_reject_rate,
+                            method=choice.method, **counts)
+
+
+def _f1(choice: thresholds.Choice) -> float:
+    caught = choice.catch.count if choice.catch else 0
+    missed = (choice.catch.total - caught) if choice.catch else 0
+    return 2 * caught / (2 * caught + choice.false_reject.count + missed) if caught else 0.0
 
 
 def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float, max_score_error: float,

@@ -14,8 +14,11 @@ from pathlib import Path
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.images import list_images
 
+from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
+
 from . import weights as backbone_weights
 from .exporter import atomic_folder, export_checkpoint
+from .progress import lightning_bar, quiet
 
 DEFAULTS = {
     # backbone: (layers, n_features); the first layer has the finest resolution (stride 4)
@@ -23,7 +26,8 @@ DEFAULTS = {
     "tf_efficientnet_lite0": (["blocks.1", "blocks.2", "blocks.4"], 100),
     "mobilenetv2_100": (["blocks.1", "blocks.2", "blocks.4"], 100),
 }
-HOLD_OUT_EVERY = 5  # plain folder of good images: every 5th one calibrates instead of training
+HOLD_OUT_EVERY = 4  # plain folder of good images: every 4th one is held out to set and measure the threshold
+DEFAULT_IMAGE_SIZE = 128  # Lite0 at 128: a quarter of the cost of 256 at the same AUROC (README, "Cheaper backbones")
 
 
 def _say(message: str) -> None:
@@ -35,10 +39,11 @@ def train(
     out: str | Path,
     backbone: str = "tf_efficientnet_lite0",
     weights: str = "offline",
-    image_size: int = 256,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     layers: list[str] | None = None,
     n_features: int | None = None,
     force: bool = False,
+    false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
 ) -> Path:
     data_dir, out = Path(data_dir), Path(out)
     if out.exists() and not force:
@@ -54,10 +59,12 @@ def train(
     # about (and may one day skip) images under hidden directories.
     with atomic_folder(out) as work, tempfile.TemporaryDirectory(prefix="inspectd-split-") as split:
         train_dirs, calibration = _split(data_dir, Path(split))
-        model = _padim(backbone, weights, image_size, layers, n_features)
-        _say(f"fitting PaDiM {backbone} {image_size}x{image_size} on {data_dir}")
-        _fit(model, train_dirs, work)
+        with quiet():
+            model = _padim(backbone, weights, image_size, layers, n_features)
+            _say(f"fitting PaDiM {backbone} {image_size}x{image_size} on {data_dir}")
+            _fit(model, train_dirs, work)
         export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration",
+                          false_reject_rate=false_reject_rate, prefix="inspectd train",
                           progress=lambda message: _say(message.replace(str(work), str(out))))
         shutil.rmtree(work / "engine", ignore_errors=True)
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")
@@ -129,6 +136,7 @@ def _fit(model, folder_args: dict, work: Path) -> None:
     datamodule = Folder(name="inspectd", train_batch_size=8, eval_batch_size=8, num_workers=0, seed=0, **folder_args)
     # A plain folder of good images has nothing to validate on; inspectd calibrates on the held-out ones.
     no_validation = {"limit_val_batches": 0} if folder_args.get("val_split_mode") == "none" else {}
-    engine = Engine(accelerator="cpu", devices=1, default_root_dir=work / "engine", logger=False, **no_validation)
+    engine = Engine(accelerator="cpu", devices=1, default_root_dir=work / "engine", logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, callbacks=[lightning_bar("inspectd train", "fitting on the training images")], **no_validation)
     engine.fit(model=model, datamodule=datamodule)
     engine.trainer.save_checkpoint(work / "model.ckpt")

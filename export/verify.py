@@ -67,7 +67,7 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
     return float(result.pred_score.reshape(-1)[0]), result.anomaly_map.reshape(result.anomaly_map.shape[-2:]).numpy()
 
 
-def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], progress: Callable[[str], None]) -> Scores:
+def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> Scores:
     transform = checkpoint.preprocess.transform()
     names, reference, exported, correlation, max_delta, coarse = [], [], [], [], [], []
     for number, frame in enumerate(frames, 1):
@@ -79,8 +79,7 @@ def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], prog
         correlation.append(float(np.corrcoef(ref_map.ravel(), result.model_map.ravel())[0, 1]))
         max_delta.append(float(np.abs(ref_map - result.model_map).max()))
         coarse.append(coarse_map(ref_map))
-        if number % 10 == 0 or number == len(frames):
-            progress(f"verified {number}/{len(frames)} frames against the torch model")
+        advance()
     return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta), np.array(coarse))
 
 

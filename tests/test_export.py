@@ -151,25 +151,28 @@ def test_nan_threshold_needs_calibration(cookie, tmp_path):
     normal_only.mkdir()
     for path in sorted((cookie / "test" / "good").glob("*.jpg")):
         (normal_only / path.name).symlink_to(path)
-    result = run_cli("export", checkpoint, "--out", tmp_path / "quantile", "--calibration", normal_only)
+    result = run_cli("export", checkpoint, "--out", tmp_path / "frr", "--calibration", normal_only)
     assert result.returncode == 0, result.stderr
-    meta = written(tmp_path / "quantile")
-    assert meta.threshold.source == "calibration-quantile" and meta.threshold.quantile == 0.99
+    meta = written(tmp_path / "frr")
+    # 14 good images cannot show a 1% false-reject rate: a normal fit, above every good score, and a warning
+    assert meta.threshold.source == "calibration-frr" and meta.threshold.target_false_reject_rate == 0.01
+    assert meta.threshold.method == "normal-fit" and "cannot show a false-reject rate below 7.1%" in result.stderr
     normal = meta.normal_scores
-    assert normal.count == 14 and normal.p95 <= meta.threshold.value <= normal.max
+    assert normal.count == 14 and normal.max < meta.threshold.value
     assert meta.calibration_image_auroc is None  # no defect images to measure it on
 
-    result = run_cli("export", checkpoint, "--out", tmp_path / "f1", "--calibration", cookie / "test")
+    result = run_cli("export", checkpoint, "--out", tmp_path / "f1", "--calibration", cookie / "test", "--threshold-for", "f1")
     assert result.returncode == 0, result.stderr
     meta = written(tmp_path / "f1")
     assert meta.threshold.source == "calibration-f1"
     assert meta.threshold.normal_images == 14 and meta.threshold.anomalous_images == 32
     assert 0.0 < meta.threshold.f1 <= 1.0 and 0.0 <= meta.calibration_image_auroc <= 1.0
+    assert "caught" in result.stderr and "false rejects" in result.stderr
 
 
 def test_lite0_offline_cookie_auroc(cookie, tmp_path):
     """inspectd train with the offline Lite0 backbone; AUROC from `inspectd infer` scores."""
-    from inspectd.export.calibration import image_auroc
+    from inspectd.daemon.evaluation.metrics import auroc as image_auroc
 
     result = run_cli("train", cookie, "--out", tmp_path / "run", "--backbone", "tf_efficientnet_lite0", "--weights", "offline")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -244,7 +247,7 @@ def test_train_rejects_empty_folder(tmp_path):
 
 
 def test_train_on_a_plain_folder_of_good_images(tmp_path):
-    """No defects, no MVTec layout: every 5th image calibrates a quantile threshold."""
+    """No defects, no MVTec layout: every 4th image is held out to set the threshold for a false-reject rate."""
     from inspectd.daemon.demo.scene import generate_station_dataset
 
     data = generate_station_dataset(tmp_path / "station", n_train=20, n_test_good=0, n_test_per_size=0)
@@ -254,6 +257,9 @@ def test_train_on_a_plain_folder_of_good_images(tmp_path):
     assert own and not any(".partial" in line for line in own)  # progress names the real output folder
     assert "hidden files" not in result.stderr
     meta = written(tmp_path / "run" / "model")
-    assert meta.threshold.source == "calibration-quantile" and meta.threshold.normal_images == 4
-    assert meta.normal_scores.count == 4 and meta.verification.passed
+    assert meta.threshold.source == "calibration-frr" and meta.threshold.normal_images == 5
+    assert meta.normal_scores.count == 5 and meta.verification.passed
+    assert "cannot show a false-reject rate below 20.0%" in result.stderr  # 5 held-out images: a warning, not a silent 1%
+    noise = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("inspectd")]
+    assert not noise, noise[:5]  # the libraries' own chatter is silenced
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model", "model.ckpt"]

