@@ -82,3 +82,10 @@ def test_bad_image_one_line_and_others_still_scored(demo_model, station, tmp_pat
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[0]["image"] == str(good) and "score" in records[0]  # no lost verdict for the good image
     assert records[1] == {"image": str(bad), "error": errors[0].removeprefix("inspectd: ")}
+
+
+def test_folders_are_expanded_to_their_images(demo_model, station):
+    result = run_cli("infer", demo_model, station / "test", "--json")
+    assert result.returncode == 0, result.stderr
+    images = [json.loads(line)["image"] for line in result.stdout.splitlines()]
+    assert images == sorted(str(p) for p in (station / "test").rglob("*.png")) and len(images) == 18

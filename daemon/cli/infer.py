@@ -13,7 +13,7 @@ from inspectd.daemon.errors import InspectdError
 def add_to(commands) -> None:
     parser = commands.add_parser("infer", help="score images with a model folder")
     parser.add_argument("model_dir", metavar="MODEL_DIR")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders (their images, sub-folders included)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--heatmap-dir", metavar="DIR", help="write <image>_heatmap.png (original | overlay) here")
     parser.set_defaults(run=run)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
     heatmap_names: set[str] = set()
-    for image in args.images:
+    for image in expand(args.images):
         try:
             frame = read_image(image)
             result = model.infer(frame, image)
@@ -55,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
     return 1 if failures else 0
+
+
+def expand(arguments: list[str]) -> list[str]:
+    """Files as given; a folder becomes its images, sub-folders included, sorted by path."""
+    from inspectd.daemon.runtime.images import IMAGE_SUFFIXES
+
+    paths = []
+    for argument in arguments:
+        folder = Path(argument)
+        if folder.is_dir():
+            paths += sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        else:
+            paths.append(argument)
+    return paths
 
 
 def heatmap_name(image: Path, used: set[str]) -> str:
