@@ -1,0 +1,221 @@
+"""``inspectd report``: a shift read back from the journal (systemd-python's reader, not text).
+
+    inspectd report --since -8h                       # the last eight hours
+    inspectd report --since "2026-11-29 06:00" --until "2026-11-29 14:00" --plot shift.png
+    inspectd report --directory /var/log/journal/... --json    # a journal copied from a station
+
+Per hour (``--every`` for other periods): frames, rejects and the reject rate, the PASS scores' mean and its shift from the
+model folder's normal scores (in standard deviations of the good calibration images: a camera
+moved or a light changed shows here before it turns into false rejects); over the period:
+faults by kind, drift alarms, latency percentiles. ``--plot`` draws reject rate and score shift
+per hour (OpenCV, no plotting library on the station).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
+
+DRIFT_SIGMAS = 1.0  # an hour whose PASS mean sits this many normal standard deviations away is marked
+
+
+def add_to(commands) -> None:
+    parser = commands.add_parser("report", help="a shift from the journal: frames, rejects, score drift, faults, latency per hour")
+    parser.add_argument("--since", metavar="WHEN", help='"YYYY-MM-DD HH:MM", or relative: -8h, -30m, -2d (default: all)')
+    parser.add_argument("--until", metavar="WHEN", help="same forms (default: now)")
+    parser.add_argument("--directory", metavar="DIR", help="read journal files from DIR (journalctl -D) instead of this machine's journal")
+    parser.add_argument("--model", metavar="DIR", help=f"model folder for the normal scores (default: the one in {DEFAULT_PATH})")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--plot", metavar="FILE.png", help="reject rate and score shift per period, as a PNG")
+    parser.add_argument("--every", default="1h", metavar="PERIOD", help="the rows' period: 1h (default), 15m, 10s...")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class Period:
+    frames: int = 0
+    rejects: int = 0
+    pass_scores: list[float] = field(default_factory=list)
+
+
+def when(text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    relative = re.fullmatch(r"-(\d+)([mhd])", text.strip())
+    if relative:
+        units = {"m": "minutes", "h": "hours", "d": "days"}
+        return now - timedelta(**{units[relative[2]]: int(relative[1])})
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InspectdError(f"'{text}' is not a time", key="--since/--until", fix='use "2026-11-29 06:00" or -8h, -30m, -2d') from None
+
+
+def read_records(directory: str | None, since: datetime | None, until: datetime | None) -> list[dict]:
+    try:
+        from systemd import journal
+    except ImportError:
+        raise InspectdError("systemd-python is not installed", fix="apt install python3-systemd (or pip install systemd-python)") from None
+    if directory is not None and not Path(directory).is_dir():
+        raise InspectdError("not a folder of journal files", file=directory, fix="pass the folder journalctl -D would read")
+    reader = journal.Reader(path=directory) if directory else journal.Reader()
+    reader.add_match(SYSLOG_IDENTIFIER="inspectd")
+    if since is not None:
+        reader.seek_realtime(since)
+    records = []
+    for entry in reader:
+        stamp = entry["__REALTIME_TIMESTAMP"]
+        if until is not None and stamp > until:
+            break
+        if since is not None and stamp < since:
+            continue
+        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME"))})
+    return records
+
+
+def period_seconds(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh])", text.strip())
+    if not match or int(match[1]) == 0:
+        raise InspectdError(f"'{text}' is not a period", key="--every", fix="e.g. 1h, 15m or 10s")
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
+    hours: dict[datetime, Period] = defaultdict(Period)
+    latencies, faults, drift_alarms, models = [], Counter(), [], Counter()
+    ids = {str(value): key for key, value in MESSAGE_IDS.items()}
+    for record in records:
+        kind = ids.get(str(record.get("MESSAGE_ID", "")).replace("-", ""))
+        stamp = record["__REALTIME_TIMESTAMP"]
+        if kind == "verdict" or "INSPECTD_VERDICT" in record:
+            start = datetime.fromtimestamp(stamp.timestamp() // every_s * every_s)
+            hour = hours[start]
+            hour.frames += 1
+            rejected = record["INSPECTD_VERDICT"] == "REJECT"
+            hour.rejects += rejected
+            if not rejected:
+                hour.pass_scores.append(float(record["INSPECTD_SCORE"]))
+            latencies.append(float(record["INSPECTD_LATENCY_MS"]))
+            models[record.get("INSPECTD_MODEL", "?")[:12]] += 1
+        elif kind == "fault":
+            faults[fault_kind(record)] += 1
+        elif kind == "drift":
+            drift_alarms.append({"time": stamp.isoformat(sep=" ", timespec="seconds"), "message": record.get("MESSAGE", "")})
+    rows = []
+    for start in sorted(hours):
+        hour = hours[start]
+        mean = float(np.mean(hour.pass_scores)) if hour.pass_scores else None
+        shift = (mean - normal.mean) / normal.std if mean is not None and normal is not None and normal.std > 0 else None
+        rows.append({"hour": start.isoformat(sep=" ", timespec="seconds" if every_s < 60 else "minutes"), "frames": hour.frames, "rejects": hour.rejects,
+                     "reject_rate": hour.rejects / hour.frames, "pass_mean": mean, "shift_sigmas": shift,
+                     "drift": shift is not None and abs(shift) >= DRIFT_SIGMAS})
+    frames = sum(r["frames"] for r in rows)
+    return {
+        "frames": frames, "rejects": sum(r["rejects"] for r in rows), "hours": rows, "faults": dict(faults),
+        "drift_alarms": drift_alarms, "models": dict(models),
+        "normal": None if normal is None else {"mean": normal.mean, "std": normal.std, "count": normal.count},
+        "latency_ms": None if not latencies else {q: float(np.percentile(latencies, p)) for q, p in
+                                                   (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+    }
+
+
+def fault_kind(record: dict) -> str:
+    """The fault's kind: its own field where the daemon wrote one, else what the message is about."""
+    if record.get("INSPECTD_FAULT"):
+        return str(record["INSPECTD_FAULT"])
+    message = str(record.get("MESSAGE", "")).lower()
+    for kind, words in (("archive", ("archive",)), ("frame", ("not a readable", "declares", "not a regular file", "bit image")),
+                        ("source", ("source", "camera", "stream", "folder")), ("reload", ("reload",))):
+        if any(word in message for word in words):
+            return kind
+    return "other"
+
+
+def text(summary: dict, since: datetime | None, until: datetime | None) -> list[str]:
+    normal = summary["normal"]
+    period = f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}" if since and until else "the whole journal"
+    lines = [f"inspectd report, {period}: {summary['frames']} frames, {summary['rejects']} rejects"
+             + (f" ({summary['rejects'] / summary['frames']:.2%})" if summary["frames"] else ""),
+             f"{'from':19} {'frames':>7} {'rejects':>8} {'rate':>7}  {'PASS mean':>9}  " +
+             (f"shift (normal {normal['mean']:.2f} ± {normal['std']:.2f})" if normal else "shift (no model folder: --model DIR)")]
+    for row in summary["hours"]:
+        mean = "-" if row["pass_mean"] is None else f"{row['pass_mean']:.2f}"
+        shift = "" if row["shift_sigmas"] is None else f"{row['shift_sigmas']:+.2f} σ" + ("  DRIFT" if row["drift"] else "")
+        lines.append(f"{row['hour']:19} {row['frames']:>7} {row['rejects']:>8} {row['reject_rate']:>7.2%}  {mean:>9}  {shift}")
+    faults = summary["faults"]
+    lines.append("faults: " + (", ".join(f"{kind} {count}" for kind, count in sorted(faults.items())) if faults else "none"))
+    lines.append(f"drift alarms: {len(summary['drift_alarms'])}" + "".join(f"\n  {a['time']} {a['message']}" for a in summary["drift_alarms"]))
+    if summary["latency_ms"]:
+        latency = summary["latency_ms"]
+        lines.append(f"latency ms: p50 {latency['p50']:.1f}, p95 {latency['p95']:.1f}, p99 {latency['p99']:.1f}, max {latency['max']:.1f}")
+    return lines
+
+
+def plot(summary: dict, path: Path) -> None:
+    import cv2
+
+    from inspectd.daemon.runtime.images import write_png
+
+    rows = summary["hours"]
+    width, height, left, right, top, middle, bottom = 900, 460, 70, 880, 30, 230, 420
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    slot = (right - left) / max(len(rows), 1)
+    highest_rate = max([r["reject_rate"] for r in rows] + [0.01])
+    shifts = [abs(r["shift_sigmas"]) for r in rows if r["shift_sigmas"] is not None]
+    largest_shift = max(shifts + [DRIFT_SIGMAS * 1.5])
+    zero = (middle + 20 + bottom) // 2
+    for index, row in enumerate(rows):
+        x0, x1 = int(left + index * slot + 2), int(left + (index + 1) * slot - 2)
+        cv2.rectangle(canvas, (x0, middle - int(row["reject_rate"] / highest_rate * (middle - top))), (x1, middle), (60, 60, 220), -1)
+        if row["shift_sigmas"] is not None:
+            y = zero - int(row["shift_sigmas"] / largest_shift * (bottom - zero))
+            cv2.rectangle(canvas, (x0, min(y, zero)), (x1, max(y, zero)), (40, 120, 240) if row["drift"] else (150, 150, 150), -1)
+        if len(rows) <= 24 or index % max(1, len(rows) // 12) == 0:
+            cv2.putText(canvas, row["hour"][11:], (x0, bottom + 18), font, 0.35, black, 1, cv2.LINE_AA)
+    for limit in (DRIFT_SIGMAS, -DRIFT_SIGMAS):
+        y = zero - int(limit / largest_shift * (bottom - zero))
+        cv2.line(canvas, (left, y), (right, y), (0, 0, 200), 1)
+    cv2.line(canvas, (left, zero), (right, zero), black, 1)
+    cv2.line(canvas, (left, middle), (right, middle), black, 1)
+    cv2.putText(canvas, f"reject rate per period (top {highest_rate:.1%})", (left, top - 10), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"PASS score shift from normal, in sigmas (lines at +-{DRIFT_SIGMAS:g})", (left, middle + 18), font, 0.5, black, 1, cv2.LINE_AA)
+    write_png(path, canvas)
+
+
+def run(args: argparse.Namespace) -> int:
+    now = datetime.now()
+    since, until = when(args.since, now), when(args.until, now)
+    normal = _normal_scores(args.model)
+    summary = summarise(read_records(args.directory, since, until), normal, period_seconds(args.every))
+    if args.plot:
+        plot(summary, Path(args.plot))
+        summary["plot"] = args.plot
+    print(json.dumps(summary, default=str) if args.json else "\n".join(text(summary, since, until or now if since else None)))
+    return 0
+
+
+def _normal_scores(model_dir: str | None):
+    from inspectd.daemon.schema import read_model_folder
+
+    if model_dir is None:
+        try:
+            from inspectd.daemon.station.config import load
+
+            model_dir = load(DEFAULT_PATH).model.path if DEFAULT_PATH.is_file() else None
+        except InspectdError:
+            model_dir = None
+    if model_dir is None:
+        return None
+    return read_model_folder(model_dir, check_hashes=False).metadata.normal_scores
