@@ -54,17 +54,23 @@ def antialias_matrix(in_size: int, out_size: int) -> tuple[tuple[int, int, int, 
 
 
 def _resample_rows(data: np.ndarray, out_size: int) -> np.ndarray:
-    """Resample axis 0 of a 2-D float32 array."""
+    """Resample axis 0 of a 2-D array (any numeric type) into float32.
+
+    Each block converts only the input rows it reads to float32: a frame is never copied whole
+    as float32 (four times its own size: 480 MB for 40 megapixels). The products are the same
+    as on a whole float32 copy, value for value.
+    """
     out = np.empty((out_size, data.shape[1]), dtype=np.float32)
     for start, end, lo, hi, weights in antialias_matrix(data.shape[0], out_size):
-        np.matmul(weights, data[lo:hi], out=out[start:end])
+        rows = data[lo:hi] if data.dtype == np.float32 else data[lo:hi].astype(np.float32)
+        np.matmul(weights, rows, out=out[start:end])
     return out
 
 
 def resize_antialias(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize an H x W x C image to float32 height x width x C, as torchvision does."""
     in_height, in_width, channels = image.shape
-    rows = _resample_rows(image.reshape(in_height, in_width * channels).astype(np.float32), height)
+    rows = _resample_rows(image.reshape(in_height, in_width * channels), height)
     by_column = rows.reshape(height, in_width, channels).transpose(1, 0, 2).reshape(in_width, height * channels)
     columns = _resample_rows(by_column, width)
     return columns.reshape(width, height, channels).transpose(1, 0, 2)
