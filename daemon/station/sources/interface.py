@@ -10,7 +10,8 @@ a fault for that frame, never turned into a verdict). ``close()`` may be called 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -25,6 +26,9 @@ class Frame:
     pixels: np.ndarray  # BGR uint8, height x width x 3, after the region-of-interest crop
     name: str  # the file name, or the source kind and a capture counter
     captured_at: float  # time.monotonic() when it was taken
+    # The loop calls it (on its own thread) once the frame's record, a verdict or a fault, was handed to the outputs;
+    # a watched folder then moves the file out (never before: a kill in between must not lose the part).
+    done: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
 
 class SourceEnded(Exception):
