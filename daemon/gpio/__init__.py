@@ -24,11 +24,20 @@ be called twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from inspectd.daemon.errors import GpioError
 
 BIASES = ("disabled", "pull-up", "pull-down", "as-is")
+
+
+@dataclass
+class LineInfo:
+    offset: int  # -1 on the memory chip, whose lines have names only
+    name: str  # "" when the chip does not name its lines
+    used: bool
+    consumer: str  # who holds it ("" when free): a kernel driver or a program like inspectd
 
 
 @runtime_checkable
@@ -65,6 +74,9 @@ class GpioBackend(Protocol):
         self, line: str | int, *, active_low: bool = False, bias: str = "as-is", consumer: str = "inspectd", key: str | None = None
     ) -> InputLine:
         """Request ``line`` as an input with edge detection; bias: disabled | pull-up | pull-down | as-is."""
+
+    def line_info(self, line: str | int, *, key: str | None = None) -> LineInfo:
+        """Whether ``line`` exists (GpioError naming ``key`` if not) and who holds it, without requesting it."""
 
     def close(self) -> None:
         """Close every line this backend handed out (outputs go inactive) and the chip. Idempotent."""

@@ -19,19 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from inspectd.daemon.errors import GpioError
-from inspectd.daemon.gpio import check_bias, line_id
+from inspectd.daemon.gpio import LineInfo, check_bias, line_id
 
 DEV = Path("/dev")
 DOCTOR = "`inspectd doctor` lists the chips and lines"
 GROUP_FIX = "add the service user to the 'gpio' group (`sudo usermod -aG gpio USER`, then log in again)"
-
-
-@dataclass
-class LineInfo:
-    offset: int
-    name: str  # "" when the chip does not name its lines
-    used: bool
-    consumer: str  # who holds it ("" when free): a kernel driver or a program like inspectd
 
 
 @dataclass
@@ -183,6 +175,12 @@ class GpiodBackend:
         handle = _GpiodInput(gpiod, request)
         self._held.append(handle)
         return handle
+
+    def line_info(self, line: str | int, *, key: str | None = None) -> LineInfo:
+        with self._lock:
+            offset = self._offset(line, key)
+            info = self._chip.get_line_info(offset)
+        return LineInfo(offset, info.name or "", info.used, info.consumer or "")
 
     def close(self) -> None:
         for handle in self._held:

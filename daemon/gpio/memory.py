@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import GpioError
-from inspectd.daemon.gpio import check_bias, line_id
+from inspectd.daemon.gpio import LineInfo, check_bias, line_id
 
 EDGE_QUEUE = 256  # like the kernel's event buffer: when full, the oldest edge is dropped
 
@@ -86,6 +86,14 @@ class MemoryGpio:
             handle = _MemoryInput(self, name)
             self._held.append(handle)
             return handle
+
+    def line_info(self, line: str | int, *, key: str | None = None) -> LineInfo:
+        name = line_id(line, key)
+        with self._cond:
+            consumer = self._lines[name].consumer if name in self._lines else None
+        if isinstance(name, int):
+            return LineInfo(name, "", consumer is not None, consumer or "")
+        return LineInfo(-1, name, consumer is not None, consumer or "")
 
     def close(self) -> None:
         for handle in list(self._held):

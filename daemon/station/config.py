@@ -30,12 +30,14 @@ from inspectd.daemon.station.outputs.archive import ArchiveConfig
 from inspectd.daemon.station.outputs.interface import OutputConfig
 from inspectd.daemon.station.outputs.journal import JournalConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
-from inspectd.daemon.station.settings import Section, internal, parse, setting
-from inspectd.daemon.station.sources import SOURCES, SourceConfig
+from inspectd.daemon.station.settings import Section, collect, internal, raise_all, setting
+from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, Picamera2Config, SourceConfig
 from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 
 DEFAULT_PATH = Path("/etc/inspectd/inspectd.toml")
 THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, threshold.value)"
+CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
+THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
 
 __all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "GpioConfig", "JournalConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
@@ -56,8 +58,9 @@ class DecisionConfig(Section):
     confirm: list[int] | None = None  # [N, M]: REJECT only when N of the last M frames are anomalous
 
     def check(self) -> None:
-        if self.confirm is not None and (len(self.confirm) != 2 or not 1 <= self.confirm[0] <= self.confirm[1]):
-            raise ConfigError(f"must be [N, M] with 1 <= N <= M, got {self.confirm}", key="confirm", fix="e.g. confirm = [2, 3]")
+        if self.confirm is not None and (len(self.confirm) != 2 or not 1 <= self.confirm[0] <= self.confirm[1] <= CONFIRM_MAX):
+            raise ConfigError(f"must be [N, M] with 1 <= N <= M <= {CONFIRM_MAX}, got {self.confirm}", key="confirm",
+                              fix="e.g. confirm = [2, 3]: N anomalous frames among the part's last M")
 
 
 @dataclass
@@ -79,27 +82,73 @@ class Config(Section):
     file: str = internal("")  # where it was read from, for messages
 
     def check(self) -> None:
-        self._check_lines_are_distinct()
-        if self.trigger.needs_gpio and self.gpio is None:
-            raise ConfigError(f"is {self.trigger.kind!r} but there is no [gpio] table naming the chip", key="trigger.kind",
-                              fix='add [gpio] with chip = "pinctrl-rp1" (`inspectd doctor` lists the chips)')
-        if self.decision.confirm is not None and not self.trigger.streams:
-            streaming = [name for name in TRIGGERS.names() if TRIGGERS.get(name).streams]
-            raise ConfigError(f"needs consecutive frames of the same part, and a {self.trigger.kind} trigger takes one per part",
-                              key="decision.confirm", fix=f"remove it, or use trigger kind {' or '.join(map(repr, streaming))}")
+        """The rules across tables, each judged on its own so that all of them are reported at once."""
+        rules = (self._lines_are_distinct, self._trigger_has_a_chip, self._confirm_has_a_stream, self._area_fits_a_frame,
+                 self._roi_fits_the_camera, self._archive_is_not_watched)
+        raise_all([error for rule in rules for error in rule()])
 
-    def _check_lines_are_distinct(self) -> None:
+    def _lines_are_distinct(self) -> list[ConfigError]:
         """A line can be requested once: a second use is a mistake in this file, so say so here, not at start."""
         used = [("gpio.reject.line", self.gpio.reject.line), ("gpio.ready.line", self.gpio.ready.line)] if self.gpio else []
         used.append(("trigger.line", getattr(self.trigger, "line", "")))
         seen: dict[str | int, str] = {}
+        errors = []
         for key, line in used:
-            if not line:
+            if not line.strip():
                 continue
             line_id = int(line) if line.strip().isdigit() else line.strip()
             if line_id in seen:
-                raise ConfigError(f"{line!r} is already {seen[line_id]}", key=key, fix="each line can be used once: choose another line")
-            seen[line_id] = key
+                errors.append(ConfigError(f"{line!r} is already {seen[line_id]}", key=key, fix="each line can be used once: choose another line"))
+            else:
+                seen[line_id] = key
+        return errors
+
+    def _trigger_has_a_chip(self) -> list[ConfigError]:
+        if self.trigger.needs_gpio and self.gpio is None:
+            return [ConfigError(f"is {self.trigger.kind!r} but there is no [gpio] table naming the chip", key="trigger.kind",
+                                fix='add [gpio] with chip = "pinctrl-rp1" (`inspectd doctor` lists the chips)')]
+        return []
+
+    def _confirm_has_a_stream(self) -> list[ConfigError]:
+        if self.decision.confirm is not None and not self.trigger.streams:
+            streaming = [name for name in TRIGGERS.names() if TRIGGERS.get(name).streams]
+            kind = self.trigger.kind
+            return [ConfigError(f"needs consecutive frames of the same part, and a{'n' * (kind[0] in 'aeiou')} {kind} trigger takes "
+                                "one per part",
+                                key="decision.confirm", fix=f"remove it, or use trigger kind {' or '.join(map(repr, streaming))}")]
+        return []
+
+    def _area_fits_a_frame(self) -> list[ConfigError]:
+        """A minimum defect area larger than any frame rejects nothing, ever."""
+        most, why = frame_pixels(self.source)
+        if self.decision.min_defect_area > most:
+            return [ConfigError(f"{self.decision.min_defect_area} pixels is more than a frame has ({most}, {why}): no part would ever "
+                                "be rejected", key="decision.min_defect_area",
+                                fix=f"a defect area in pixels of the frame, at most {most}; 0 = off")]
+        return []
+
+    def _roi_fits_the_camera(self) -> list[ConfigError]:
+        """A camera's frame size is known before it is opened: the ROI must fit in it (a folder's frames are checked by `check`)."""
+        roi, source = valid_roi(self.source), self.source
+        if roi is None:
+            return []
+        x, y, width, height = roi
+        if isinstance(source, Picamera2Config) and (x + width > source.width or y + height > source.height):
+            return [ConfigError(f"{roi} reaches outside the {source.width}x{source.height} frame of source.width and height",
+                                key="source.roi", fix="make it fit inside the frame, or raise the capture size")]
+        if width * height > source.max_pixels:
+            return [ConfigError(f"{roi} covers {width * height} pixels, more than source.max_pixels ({source.max_pixels})",
+                                key="source.roi", fix="make it smaller, or raise source.max_pixels")]
+        return []
+
+    def _archive_is_not_watched(self) -> list[ConfigError]:
+        """Frames archived into a watched folder would come back as new parts, each REJECT archiving another."""
+        source = self.source
+        if (self.archive.enabled and isinstance(source, DirectoryConfig) and source.mode == "watch" and source.path
+                and Path(self.archive.path).resolve() == Path(source.path).resolve()):
+            return [ConfigError(f"'{self.archive.path}' is the watched folder source.path: archived frames would be inspected "
+                                "again as new parts", key="archive.path", fix="archive into another folder, e.g. /var/lib/inspectd/rejects")]
+        return []
 
     @property
     def outputs(self) -> list[OutputConfig]:
@@ -112,19 +161,64 @@ class Config(Section):
         return self.trigger.frames_on_demand or self.source.frames_on_demand
 
 
-def load(path: str | Path) -> Config:
+def valid_roi(source: SourceConfig) -> list[int] | None:
+    """The ROI when it is one (four integers, a positive size, inside the first quadrant); else None (its error is reported)."""
+    roi = source.roi
+    if roi is None or len(roi) != 4 or min(roi[:2]) < 0 or min(roi[2:]) <= 0:
+        return None
+    return roi
+
+
+def frame_pixels(source: SourceConfig) -> tuple[int, str]:
+    """The most pixels a frame can have after the ROI, and why."""
+    most, why = source.max_pixels, "source.max_pixels"
+    if isinstance(source, Picamera2Config) and source.width * source.height < most:
+        most, why = source.width * source.height, "source.width x height"
+    roi = valid_roi(source)
+    if roi is not None and roi[2] * roi[3] < most:
+        most, why = roi[2] * roi[3], "source.roi"
+    return most, why
+
+
+def threshold_errors(config: Config, folder_threshold: float) -> list[ConfigError]:
+    """``model.threshold`` and ``decision.pixel_threshold`` (same units: the score is the map's maximum) against the
+    model folder's threshold: beyond THRESHOLD_RANGE times off, the station would be silently wrong."""
+    low, high = folder_threshold / THRESHOLD_RANGE, folder_threshold * THRESHOLD_RANGE
+    errors = []
+    for key, value in (("model.threshold", config.model.threshold), ("decision.pixel_threshold", config.decision.pixel_threshold)):
+        if value is not None and not low <= value <= high:
+            effect = "almost no part" if value > high else "almost every part"
+            errors.append(ConfigError(f"{value:g} is more than {THRESHOLD_RANGE} times off the model folder's threshold "
+                                      f"{folder_threshold:.4g}: {effect} would be rejected", file=config.file, key=key,
+                                      fix=f"a raw score between {low:.4g} and {high:.4g}, or remove it to use the folder's"))
+    return errors
+
+
+def read(path: str | Path) -> tuple[Config | None, list[ConfigError]]:
+    """The configuration and every problem in it. Bad keys keep their defaults in the Config returned, so the
+    parts that do not depend on them can still be checked (``inspectd check``); None when the file is not TOML."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("configuration file not found", file=path,
-                          fix="copy systemd/inspectd.toml there and edit it, or pass --config FILE") from None
+        return None, [ConfigError("configuration file not found", file=path,
+                                  fix="copy systemd/inspectd.toml there and edit it, or pass --config FILE")]
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", file=path, fix="check its permissions") from None
+        return None, [ConfigError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", file=path, fix="check its permissions")]
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML ({exc})", file=path, fix="fix the syntax") from None
-    config = parse(Config, data, file=path)
+    except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
+        return None, [ConfigError(f"not valid TOML ({str(exc).splitlines()[0]})", file=path, fix="fix the syntax")]
+    except RecursionError:
+        return None, [ConfigError("not valid TOML (arrays or tables nested too deeply)", file=path, fix="fix the syntax")]
+    config, errors = collect(Config, data, file=path)
     config.file = str(path)
+    return config, errors
+
+
+def load(path: str | Path) -> Config:
+    """The configuration, or every problem in it raised at once (ConfigError, or ConfigErrors for several)."""
+    config, errors = read(path)
+    raise_all(errors)
+    assert config is not None
     return config

@@ -14,6 +14,7 @@ from inspectd.daemon.gpio.heartbeat import Heartbeat
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.outputs import Output
 from inspectd.daemon.station.outputs.reject import RejectOutput
+from inspectd.daemon.station.settings import raise_all
 from inspectd.daemon.station.triggers import Trigger
 
 
@@ -56,14 +57,46 @@ def open_devices(config: Config) -> Devices:
     return devices
 
 
-def check_chip(config: Config) -> None:
-    """Open the configured chip and close it again, for ``inspectd check``. Its lines are not
-    requested: a running daemon holds them."""
-    if config.gpio is not None:
-        try:
-            open_backend(config.gpio.chip).close()
-        except GpioError as error:
-            raise as_config_error(error, config) from None
+def check_gpio(config: Config, *, daemon_may_run: bool = True) -> list[str]:
+    """For ``inspectd check``: open the configured chip and read the info of each configured line (present, free),
+    without requesting one. ``daemon_may_run``: a line held by an inspectd is expected (a new configuration checked
+    before a reload); otherwise it is an error, as requesting it would be. Returns what was found, one line each."""
+    if config.gpio is None:
+        return []
+    lines = [("gpio.reject.line", config.gpio.reject.line), ("gpio.ready.line", config.gpio.ready.line),
+             ("trigger.line", getattr(config.trigger, "line", ""))]
+    errors: list[ConfigError] = []
+    found = []
+    offsets: dict[int, str] = {}  # a name and an offset can be the same line: only the chip knows
+    try:
+        chip = open_backend(config.gpio.chip)
+    except GpioError as error:
+        raise as_config_error(error, config) from None
+    try:
+        for key, line in lines:
+            if not line:  # as the devices open them: "" is no line, "  " a bad name
+                continue
+            try:
+                info = chip.line_info(line, key=key)
+            except GpioError as error:
+                errors.append(as_config_error(error, config))
+                continue
+            if info.offset in offsets:
+                errors.append(ConfigError(f"{line!r} is offset {info.offset} on this chip, the line of {offsets[info.offset]}",
+                                          file=config.file, key=key, fix="each line can be used once: choose another line"))
+                continue
+            if info.offset >= 0:
+                offsets[info.offset] = key
+            if info.used and not (daemon_may_run and info.consumer.startswith("inspectd")):
+                errors.append(ConfigError(f"line {line!r} (offset {info.offset}) is in use by {info.consumer or 'a kernel driver'!r}",
+                                          file=config.file, key=key, fix="stop it (or free the pin in config.txt) or choose another line"))
+            else:
+                held = f", held by {info.consumer} (the running daemon)" if info.used else ", free"
+                found.append(f"{key} {line!r}{held}")
+    finally:
+        chip.close()
+    raise_all(errors)
+    return [f"gpio: chip {config.gpio.chip!r} opened; lines not requested: {'; '.join(found) or 'none configured'}"]
 
 
 def as_config_error(error: GpioError, config: Config) -> ConfigError:

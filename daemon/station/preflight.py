@@ -1,0 +1,235 @@
+"""What ``inspectd check`` and ``inspectd run`` verify before anything starts: every part ``run`` builds, built or
+looked at without side effects, and every problem reported at once.
+
+- the file: every key (``config.read``);
+- the model folder: loaded, compiled and self-tested, as ``run`` loads it;
+- the source: a replayed folder's (or video file's) first frame through the ROI, and the ROI against every
+  image's header; a camera or stream is not opened (a running daemon may hold it), and that is said;
+- the GPIO chip and each configured line: present and free, read from the chip's line info (no line requested);
+- the archive folder: creatable and writable, judged on the nearest folder that exists (nothing created);
+- the frame size limit against this machine's memory.
+
+A part is looked at only when its table has no error (its defaults stand in for what was set aside, and
+judging those would report problems the file does not have).
+
+    >>> report = preflight("/etc/inspectd/inspectd.toml")   # doctest: +SKIP
+    >>> report.errors, report.notes                         # doctest: +SKIP
+    ([], ['source: camera not opened: ...', ...])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.runtime.image_header import declared_size
+from inspectd.daemon.runtime.images import list_images
+from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.station.config import Config, read, threshold_errors, valid_roi
+from inspectd.daemon.station.devices import check_gpio
+from inspectd.daemon.station.settings import distinct, every, located, raise_all
+from inspectd.daemon.station.sources import DirectoryConfig, Frame, OpenCVConfig, Picamera2Config, SourceConfig, SourceEnded
+
+# Memory one frame pixel costs from its file to its verdict (decode, crop, resize, map, archive copy): issue 9
+# measured 2.3 GB for a 12000x12000 PNG, 16 bytes a pixel. source.max_pixels must fit this machine at that rate.
+BYTES_PER_PIXEL = 16
+HEADER_BYTES = 256 * 1024  # enough of a file for its header (a JPEG's size may follow a large EXIF block)
+VIRTUAL_FILESYSTEMS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs",
+                       "bpf", "pstore", "efivarfs", "mqueue", "hugetlbfs", "fusectl", "autofs", "binfmt_misc"}
+
+
+@dataclass
+class Report:
+    config: Config | None
+    errors: list[ConfigError]
+    notes: list[str] = field(default_factory=list)  # what was looked at, or not and why; one line each
+    model: Model | None = None
+    threshold: float | None = None  # the one the decision applies: model.threshold, else the folder's
+
+
+def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
+    """Every configuration error ``run`` would meet with the file at ``path``. ``daemon_may_run``: lines held by an
+    inspectd are expected (``check`` before a reload); ``run`` needs them free."""
+    config, errors = read(path)
+    report = Report(config, list(errors))
+    if config is None:
+        return report
+    broken = [error.key or "" for error in errors]
+
+    def clean(*keys: str) -> bool:
+        return not any(bad == key or bad.startswith(f"{key}.") or key.startswith(f"{bad}.") for bad in broken for key in keys)
+
+    # A key set aside holds its default, which these judge harmlessly (no line, no minimum area, no ROI).
+    parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source),
+             ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
+             ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive),
+             ("source.max_pixels", clean("source.max_pixels"), _memory)]
+    for table, wanted, part in parts:
+        if wanted:
+            try:
+                part(config, report)
+            except InspectdError as error:
+                report.errors += [as_config_error(each, config) for each in every(error)]
+            except OSError as exc:  # a path the machine refuses to even look at (a name too long...)
+                report.errors.append(ConfigError(f"cannot be checked ({exc.strerror or exc}: {exc.filename!r})", file=config.file,
+                                                 key=table, fix="check the paths in this table"))
+    report.errors = distinct(report.errors)
+    return report
+
+
+def as_config_error(error: InspectdError, config: Config) -> ConfigError:
+    """Any problem found here is one of the configuration: exit 78 (restarting the service would not fix it)."""
+    if isinstance(error, ConfigError):
+        return located(error, config.file)  # type: ignore[return-value]
+    return ConfigError(error.problem, file=error.file or config.file, key=error.key, fix=error.fix)
+
+
+def load_model(config: Config) -> Model:
+    """The model as ``run`` loads it (``pipeline.build_pipeline``): a folder problem is a configuration error."""
+    try:
+        return Model.load(config.model.path, config.model.device, config.model.precision)
+    except ConfigError as error:
+        raise located(error, config.file) from None
+    except InspectdError as error:
+        raise ConfigError(str(error), file=config.file, key="model.path") from None
+
+
+def _model(config: Config, report: Report) -> None:
+    model = load_model(config)
+    report.model = model
+    report.threshold = config.model.threshold if config.model.threshold is not None else model.threshold
+    raise_all(threshold_errors(config, model.threshold))
+
+
+def _source(config: Config, report: Report) -> None:
+    source = config.source
+    if isinstance(source, Picamera2Config):
+        if importlib.util.find_spec("picamera2") is None:
+            raise ConfigError("the picamera2 module is missing", key="source.kind",
+                              fix="apt install python3-picamera2 and create the venv with --system-site-packages")
+        report.notes.append(f"source: camera not opened (a running daemon may hold it); {source.width}x{source.height} "
+                            "set, the ROI checked against that size; `inspectd doctor` lists the cameras")
+        return
+    if isinstance(source, OpenCVConfig) and not Path(source.device).is_file():
+        present = "" if "://" in source.device or source.device.isdigit() or Path(source.device).exists() else \
+            f"; {source.device} does not exist now: run retries until it appears"
+        report.notes.append(f"source: {source.device} not opened (a camera or stream may be held by a running daemon, and opening "
+                            f"a stream proves nothing about the next minute){present}")
+        return
+    if isinstance(source, DirectoryConfig) and source.mode == "watch":
+        report.notes.append(f"source: watched folder {source.path}: frames come later, each checked as it arrives")
+        return
+    frame = _first_frame(source)  # through the ROI, from files only this process reads
+    if frame is None:
+        report.notes.append("source: the first frame is unreadable (a fault record at run time, not a configuration error)")
+        return
+    height, width = frame.pixels.shape[:2]
+    report.notes.append(f"source: first frame '{frame.name}' read, {width}x{height} after the ROI")
+    if config.decision.min_defect_area > width * height:
+        raise ConfigError(f"{config.decision.min_defect_area} pixels is more than the {width}x{height} frame has: no part would "
+                          "ever be rejected", key="decision.min_defect_area", fix=f"at most {width * height}; 0 = off")
+    if isinstance(source, DirectoryConfig):
+        _roi_fits_every_image(source)
+
+
+def _first_frame(source: SourceConfig) -> Frame | None:
+    if not isinstance(source, OpenCVConfig):
+        return source.sample()
+    video = source.open()  # a video file
+    try:
+        return video.read(0.0)
+    except SourceEnded:
+        raise ConfigError(f"'{source.device}' holds no frames", key="source.device", fix="point it to a video with frames") from None
+    finally:
+        video.close()
+
+
+def _roi_fits_every_image(source: DirectoryConfig) -> None:
+    """A replay stops (exit 78) at the first image the ROI does not fit: read each header now, not the pixels."""
+    roi = valid_roi(source)
+    if roi is None:
+        return
+    x, y, width, height = roi
+    for path in list_images(Path(source.path)):
+        try:
+            with open(path, "rb") as handle:
+                size = declared_size(handle.read(HEADER_BYTES))
+        except OSError:
+            continue  # unreadable: a fault record for that file at run time
+        if size is not None and (x + width > size[0] or y + height > size[1]):
+            raise ConfigError(f"{roi} reaches outside the {size[0]}x{size[1]} frame '{path.name}'", key="source.roi",
+                              fix="make it fit inside every frame of the folder")
+
+
+def _gpio_lines(daemon_may_run: bool):
+    def check(config: Config, report: Report) -> None:
+        report.notes += check_gpio(config, daemon_may_run=daemon_may_run)
+    return check
+
+
+def _archive(config: Config, report: Report) -> None:
+    archive = config.archive
+    if not archive.enabled:
+        report.notes.append("archive: off")
+        return
+    path = Path(archive.path).absolute()
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    what = "the archive folder" if existing == path else f"{existing}, where it would be created,"
+    if not existing.is_dir():
+        raise ConfigError(f"{what} is not a folder", key="archive.path", fix="point it to a folder")
+    wanted = os.R_OK | os.W_OK | os.X_OK if existing == path else os.W_OK | os.X_OK
+    filesystem = filesystem_type(existing)
+    if filesystem in VIRTUAL_FILESYSTEMS:
+        raise ConfigError(f"{what} is on the kernel's {filesystem} filesystem, which holds no files", key="archive.path",
+                          fix="use a folder on the disk, e.g. /var/lib/inspectd/rejects")
+    stats = os.statvfs(existing)
+    if stats.f_flag & os.ST_RDONLY:
+        raise ConfigError(f"{what} is on a read-only filesystem", key="archive.path", fix="use a writable folder, e.g. /var/lib/inspectd/rejects")
+    if not os.access(existing, wanted):
+        raise ConfigError(f"{what} is not writable by this user (uid {os.getuid()})", key="archive.path",
+                          fix="fix its owner or permissions, or use the service's state folder /var/lib/inspectd/rejects")
+    disk_mb = stats.f_blocks * stats.f_frsize / 2**20
+    if archive.max_mb > disk_mb:
+        raise ConfigError(f"{archive.max_mb:g} MB is more than the whole filesystem of {existing} ({disk_mb:.0f} MB): the quota "
+                          "would never apply and the disk would fill", key="archive.max_mb", fix=f"at most {disk_mb * 0.8:.0f}")
+    free_mb = stats.f_bavail * stats.f_frsize / 2**20
+    state = "exists" if existing == path else f"will be created in {existing}"
+    report.notes.append(f"archive: {path} {state}, writable; quota {archive.max_mb:g} MB, {free_mb:.0f} MB free on its filesystem")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem ``path`` is on ("ext4", "proc"...), from /proc/self/mountinfo; "" when unknown."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    real, best, kind = os.path.realpath(path), "", ""
+    for line in mounts:
+        fields, _, rest = line.partition(" - ")
+        point = fields.split()[4].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind
+
+
+def _memory(config: Config, report: Report) -> None:
+    needed = config.source.max_pixels * BYTES_PER_PIXEL
+    memory = memory_limit()
+    if needed > memory:
+        raise ConfigError(f"{config.source.max_pixels} pixels a frame would take about {needed / 2**30:.1f} GB from file to verdict, "
+                          f"more than the {memory / 2**30:.1f} GB this process may use", key="source.max_pixels",
+                          fix=f"at most {memory // BYTES_PER_PIXEL}; the camera's frame size is enough")
+
+
+def memory_limit() -> int:
+    """This machine's memory, or the service's ceiling (its cgroup's memory.max) when lower."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        group = Path("/proc/self/cgroup").read_text().splitlines()[0].split(":", 2)[2]
+        ceiling = Path(f"/sys/fs/cgroup{group}/memory.max").read_text().strip()
+    except (OSError, IndexError):
+        return memory
+    return min(memory, int(ceiling)) if ceiling.isdigit() else memory
