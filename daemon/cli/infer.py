@@ -58,14 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def expand(arguments: list[str]) -> list[str]:
-    """Files as given; a folder becomes its images, sub-folders included, sorted by path."""
+    """Files as given; a folder becomes its images, sub-folders included, sorted by path. A folder with no
+    images stays as it is, so it gets its own error record: every argument yields at least one record."""
     from inspectd.daemon.runtime.images import IMAGE_SUFFIXES
 
     paths = []
     for argument in arguments:
         folder = Path(argument)
         if folder.is_dir():
-            paths += sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            found = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            paths += found or [argument]
         else:
             paths.append(argument)
     return paths
