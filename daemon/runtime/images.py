@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -32,15 +33,17 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """
     path = Path(path)
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise SourceError(f"is not a regular file ({_kind(info.st_mode)}); only image files are read", file=path,
-                              fix="remove it from the folder")
-        if info.st_size > MAX_FILE_BYTES:
-            raise SourceError(f"is {info.st_size / 2**20:.0f} MB, more than any frame of {max_pixels / 1e6:g} megapixels",
-                              file=path, fix="check what wrote it")
-        with open(path, "rb") as handle:
-            data = handle.read()
+        # Opened without blocking and judged by what was opened: a FIFO swapped in after a check would block the open.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as handle:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise SourceError(f"is not a regular file ({_kind(info.st_mode)}); only image files are read", file=path,
+                                  fix="remove it from the folder")
+            if info.st_size > MAX_FILE_BYTES:
+                raise SourceError(f"is {info.st_size / 2**20:.0f} MB, more than any frame of {max_pixels / 1e6:g} megapixels",
+                                  file=path, fix="check what wrote it")
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check the path and its permissions") from None
     size = declared_size(data)
