@@ -112,6 +112,11 @@ def test_package_fields_and_files(arch, request):
             CONFIG, "/usr/lib/sysusers.d/inspectd.conf", "/usr/lib/tmpfiles.d/inspectd.conf",
             f"{INSTALLED_DEMO}/model.bin", f"{PRIVATE}/gpiod/__init__.py", f"{PRIVATE}/numpy/__init__.py"} <= files  # fmt: skip
     assert not any(f.startswith((f"{PRIVATE}/bin/", "/opt/")) for f in files)
+    # Every module of the station's runtime is in the package: a sub-package of daemon/ missing from
+    # pyproject's list is left out of the wheel, and its command fails on the Pi with an ImportError.
+    missing = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "daemon").rglob("*.py")
+                     if f"{PRIVATE}/inspectd/daemon/{path.relative_to(ROOT / 'daemon').as_posix()}" not in files)  # fmt: skip
+    assert missing == [], f"not in the package (add their packages to [tool.setuptools] packages in pyproject.toml): {missing}"
 
     control = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True).stdout
     conffiles = subprocess.run(["tar", "-xOf", "-", "./conffiles"], input=control, capture_output=True, check=True).stdout
