@@ -1,10 +1,10 @@
 """systemd/inspectd.service under real systemd: a Debian bookworm container booted with
-systemd-nspawn (tests/harness/nspawn.py), inspectd installed into a venv there the way the
-README installs it on the Pi, the unit file as shipped plus a test drop-in.
+systemd-nspawn (tests/harness/nspawn.py), inspectd installed from its amd64 package with apt
+the way the README installs it on the Pi (the unit, catalog, user and configuration come with
+it), plus a test drop-in.
 
-The container has no network, so the host prepares the wheels: inspectd's own wheel, built
-from this checkout, and its runtime dependencies at the versions this test process runs
-with, downloaded once with `pip download` and cached under /var/cache/inspectd-ci/wheels/.
+The container has no network: the host builds the package from this checkout
+(systemd/deb/build.sh; the runtime's wheels are cached under /var/cache/inspectd-ci/deb-wheels/).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
 from conftest import DEMO_MODEL, ROOT
 from harness.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
@@ -32,9 +30,7 @@ from inspectd.daemon.demo.scene import generate_station_dataset
 _reason = unavailable_reason(DEFAULT_ROOT)
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container unavailable: {_reason}")
 
-CACHE = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")) / "wheels"
 UNIT = "inspectd.service"
-VENV = "/opt/inspectd/venv"  # where the shipped unit's ExecStart expects it
 CONFIG = "/etc/inspectd/inspectd.toml"
 IMAGES = "/srv/inspectd/images"
 WATCH = "/srv/inspectd/watch"
@@ -53,57 +49,19 @@ LimitCORE=0
 """
 
 
-# ---------------------------------------------------------------- wheels, prepared on the host
-
-
-def container_python() -> str:
-    versions = sorted(p.name.removeprefix("python") for p in (DEFAULT_ROOT / "usr/lib").glob("python3.*"))
-    return versions[-1]
-
-
-def runtime_pins() -> list[str]:
-    """The daemon's dependencies (pyproject, no extras), pinned to the versions installed here."""
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    environment = {"python_version": container_python()}
-    requirements = [Requirement(d) for d in dependencies]
-    return sorted(f"{r.name}=={version(r.name)}" for r in requirements if r.marker is None or r.marker.evaluate(environment))
+# ---------------------------------------------------------------- the package, built on the host
 
 
 @pytest.fixture(scope="module")
-def dependency_wheels() -> Path:
-    host = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if container_python() != host:
-        pytest.skip(f"the container has Python {container_python()}, this host {host}: pip download here would fetch the wrong wheels")
-    pins = runtime_pins()
-    folder = CACHE / f"py{host}-{hashlib.sha256(' '.join(pins).encode()).hexdigest()[:16]}"
-    if (folder / ".complete").is_file():
-        return folder
-    CACHE.mkdir(parents=True, exist_ok=True)
-    partial = CACHE / f".{folder.name}.{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    download = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(partial), *pins],
-                              capture_output=True, text=True)  # fmt: skip
-    if download.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        pytest.skip(f"cannot fetch the runtime wheels ({' '.join(pins)}) and none are cached in {CACHE}: {download.stderr.strip()[-300:]}")
-    (partial / ".complete").write_text("\n".join(pins) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def inspectd_wheel(tmp_path_factory) -> Path:
-    """inspectd's own wheel, built from a copy of this working tree (nothing is written into it)."""
-    tmp = tmp_path_factory.mktemp("inspectd-wheel")
-    source = tmp / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "results", "bench", "demo-data"))  # fmt: skip
-    out = tmp / "wheel"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
-                           capture_output=True, text=True)  # fmt: skip
+def package(tmp_path_factory) -> Path:
+    """The amd64 package of this checkout (systemd/deb/build.sh): what a station installs."""
+    out = tmp_path_factory.mktemp("deb")
+    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
+                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
+    if build.returncode == 75:  # the wheels can be neither downloaded nor found in the cache
+        pytest.skip(build.stderr.strip())
     assert build.returncode == 0, build.stderr
-    return out
+    return Path(build.stdout.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -145,25 +103,12 @@ BAD_CONFIG = LOOP.replace('device = "CPU"', 'device = "CPU"\ndevise = "GPU"', 1)
 
 
 @pytest.fixture
-def station(dependency_wheels, inspectd_wheel, payload) -> Iterator[Container]:
-    """A booted container with inspectd installed, the unit, its drop-in and the catalog in place."""
-    binds = [(dependency_wheels, "/mnt/wheels"), (inspectd_wheel, "/mnt/inspectd-wheel"), (payload, "/mnt/payload")]
-    with booted_container(DEFAULT_ROOT, binds_ro=binds) as box:
-        box.run(["python3", "-m", "venv", "--system-site-packages", VENV], timeout=120)
-        box.run([f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--find-links", "/mnt/wheels",
-                 "--find-links", "/mnt/inspectd-wheel", "inspectd"], timeout=300)  # fmt: skip
-        box.run(["groupadd", "--system", "gpio"])  # the Pi has it; video exists in Debian
-        box.run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/inspectd", "--no-create-home",
-                 "--shell", "/usr/sbin/nologin", "inspectd"])  # fmt: skip
-        if box.run(["test", "-x", "/bin/kill"], check=False).returncode != 0:
-            # The unit's ExecReload is procps's /bin/kill, on every standard Debian and Raspberry Pi OS
-            # install but not in the minimal (debootstrap minbase) test root: stand in with the shell's.
-            box.write_file("/usr/bin/kill", '#!/bin/sh\nkill "$@"\n', mode=0o755)
-        box.write_file(f"/etc/systemd/system/{UNIT}", (ROOT / "systemd" / "inspectd.service").read_text())
+def station(package, payload) -> Iterator[Container]:
+    """A booted container with the inspectd package installed (user, unit, catalog, config), the test drop-in, the demo model and images."""
+    with booted_container(DEFAULT_ROOT, binds_ro=[(package.parent, "/mnt/deb"), (payload, "/mnt/payload")]) as box:
+        box.run(["apt-get", "install", "-y", "-q", f"/mnt/deb/{package.name}"], timeout=300)
         box.write_file(f"/etc/systemd/system/{UNIT}.d/50-test.conf", DROP_IN)
-        box.write_file("/usr/lib/systemd/catalog/inspectd.catalog", (ROOT / "systemd" / "inspectd.catalog").read_text())
-        box.run(["journalctl", "--update-catalog"])
-        box.run(["mkdir", "-p", "/var/lib/inspectd", "/srv/inspectd", WATCH])
+        box.run(["mkdir", "-p", "/srv/inspectd", WATCH])
         box.run(["cp", "-r", "/mnt/payload/model", "/var/lib/inspectd/model"])  # the example config's model.path
         box.run(["cp", "-r", "/mnt/payload/images", IMAGES])
         box.run(["chmod", "-R", "a+rX", "/var/lib/inspectd", "/srv/inspectd"])

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 Z_95 = 1.959963984540054
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it; the Debian package bundles numpy 1.26
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -83,7 +84,7 @@ def aupro(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: float = 0.
         fpr, pro = np.append(fpr[: end + 1], fpr_limit), np.append(pro[: end + 1], limit_pro)
     else:
         fpr, pro = fpr[: end + 1], pro[: end + 1]
-    return float(np.trapezoid(pro, fpr) / fpr[-1])
+    return float(_trapezoid(pro, fpr) / fpr[-1])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ from inspectd.daemon.errors import InspectdError, SourceError
 from inspectd.daemon.runtime.image_header import declared_size
 
 # OpenCV prints its own decoder complaints to stderr; inspectd reports a bad file in one line of its own.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+if hasattr(cv2, "setLogLevel"):  # OpenCV 4.x (the Debian package bundles 4.11: numpy 1.x, see README)
+    cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
+else:  # OpenCV 5
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
