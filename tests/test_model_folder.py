@@ -204,3 +204,15 @@ def test_a_folder_from_before_the_self_test_is_refused(folder, image):
     edit_metadata(folder, lambda meta: (meta.update(schema_version=1), meta.pop("self_test")))
     line = refused(folder, image, "schema_version", "before the on-device self-test", "inspectd export")
     assert "re-export" in line
+
+
+def test_a_failing_precision_costs_one_frame_not_all(folder, image):
+    """The self-test stops at the first frame that fails: a fallback on a slow core is quick."""
+    from inspectd.daemon.runtime.model import self_test_every_precision
+    from inspectd.daemon.schema import read_model_folder
+
+    threshold = json.loads((folder / "inspectd.json").read_text())["threshold"]["value"]
+    rewrite_self_test(folder, lambda a: a["reference_scores"].__setitem__(0, a["reference_scores"][0] + np.float32(0.5 * threshold)))
+    trials = self_test_every_precision(read_model_folder(folder))
+    assert [t.requested for t in trials] == ["bf16", "f16", "f32"]
+    assert all(not t.passed and t.frames == 1 and "on " in t.problem for t in trials)  # the first frame failed: nothing more was run
