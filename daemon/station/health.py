@@ -20,12 +20,14 @@ from inspectd.daemon.gpio import GpioBackend
 from inspectd.daemon.gpio.heartbeat import Heartbeat
 from inspectd.daemon.station.capture import Capture
 from inspectd.daemon.station.notify import Notifier
+from inspectd.daemon.station.outputs import printable
 from inspectd.daemon.station.settings import Section, setting
 from inspectd.daemon.station.tally import Tally
 
 HEARTBEAT_STALE_S = 1.0  # capture silent this long: the ready line stops
 NO_WATCHDOG_HANG_S = 5.0
 STATUS_EVERY_S = 1.0
+STATUS_CHARS = 400
 
 
 @dataclass
@@ -79,4 +81,4 @@ class Health:
         self.notifier.ready(status)
 
     def stopping(self, reason: str) -> None:
-        self.notifier.stopping(f"stopping: {reason}")
+        self.notifier.stopping(f"stopping: {printable(reason, STATUS_CHARS)}")  # one line: the protocol is line based

@@ -6,18 +6,27 @@ receive verdicts and events, ``health`` tells systemd and the PLC the station is
 ``reload`` swaps in a new configuration on SIGHUP.
 
 Signals: SIGTERM/SIGINT stop after the frames already captured; SIGHUP reloads.
+
+The fault boundary: an exception in capture (the thread turns it into an event), in
+inference or the decision (``inspect``), in an output (``Fanout``), in the ready line or a
+reload becomes a fault record (INSPECTD_FAULT says where, INSPECTD_ERROR the type) and the
+loop goes on. A configuration error found while running ends the run with its status (78);
+an error of the loop itself ends it with EX_SOFTWARE (70), after a fault record and the stop
+record. A stop takes at most STOP_BUDGET_S, below the unit's TimeoutStopSec.
 """
 
 from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.station import reload as reloading
 from inspectd.daemon.station.capture import (POLL_S, Capture, CaptureEvent, CaptureFailed, FrameCaptured, FrameUnreadable,
                                              ReplayOver, SourceBack, SourceDown)
@@ -25,12 +34,17 @@ from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.devices import Devices, open_devices
 from inspectd.daemon.station.health import Health
 from inspectd.daemon.station.notify import Notifier
-from inspectd.daemon.station.outputs import EventKind, Fanout, Output
+from inspectd.daemon.station.outputs import EventKind, Fanout, Fault, Notice, Output, describe
 from inspectd.daemon.station.pipeline import Pipeline, build_pipeline
 from inspectd.daemon.station.settings import located
 from inspectd.daemon.station.sources import Frame, Source, SourceConfig
 from inspectd.daemon.station.tally import Tally
 from inspectd.daemon.station.verdict import FrameVerdict
+
+EX_SOFTWARE = 70  # sysexits.h: an internal error; systemd restarts the service
+STOP_BUDGET_S = 12.0  # SIGTERM -> stop record and lines released; the unit's TimeoutStopSec is 15
+CAPTURE_STOP_S = 5.0  # of which waiting for a read in progress
+CLOSE_RESERVE_S = 4.0  # the archive's drain ends this long before the budget: leaving OpenCV, the stop record, closing
 
 
 class Station:
@@ -52,9 +66,9 @@ class Station:
         self.open_source = open_source
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
-        self.archive_faults: queue.SimpleQueue[str] = queue.SimpleQueue()  # reported from the loop, in order with verdicts
+        self.notices: queue.SimpleQueue[Notice] = queue.SimpleQueue()  # found off the loop, recorded by it in order with verdicts
         self.tally = Tally()
-        self.pipeline = build_pipeline(config, self.archive_faults.put)
+        self.pipeline = build_pipeline(config, self.notices.put)
         try:
             self.devices = open_devices(config)
         except BaseException:
@@ -63,6 +77,7 @@ class Station:
         self.health = Health(notifier or Notifier(), frames_on_demand=config.frames_on_demand, heartbeat=self.devices.heartbeat)
         self.outputs = Fanout([*self.devices.outputs, *self.pipeline.outputs, *self.extra_outputs])
         self.capture: Capture | None = None
+        self.health_failing = False
 
     @property
     def config(self) -> Config:
@@ -81,13 +96,15 @@ class Station:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGHUP, self.request_reload)
-        model, config = self.pipeline.model, self.config
-        self.pipeline.announce(self.outputs, EventKind.START, f"started: model {model.model_id[:12]} at {model.precision}, "
-                                                              f"source {config.source.kind}, trigger {config.trigger.kind}")
-        self.start_capture()
         failure: InspectdError | None = None
         reason = "stopped"
         try:
+            model, config = self.pipeline.model, self.config
+            self.pipeline.announce(self.outputs, EventKind.START, f"started: model {model.model_id[:12]} at {model.precision}, "
+                                                                  f"source {config.source.kind}, trigger {config.trigger.kind}")
+            self.pipeline.start()
+            self.record_notices()
+            self.start_capture()
             while not self.stop_requested.is_set():
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
@@ -95,70 +112,119 @@ class Station:
                 assert self.capture is not None
                 event = self.capture.next_event(POLL_S)
                 if event is None and not self.capture.is_alive():
-                    raise InspectdError("the capture thread died unexpectedly (see the traceback above); restarting is up to systemd",
-                                        exit_code=1)
+                    raise RuntimeError("the capture thread ended without saying why")
                 ended = self._handle(event)
                 if ended is not None:
                     reason = ended
                     break
-                self.health.tick(time.monotonic(), self.capture, self.tally)
-                while not self.archive_faults.empty():
-                    self.outputs.event(EventKind.FAULT, self.archive_faults.get_nowait())
+                self._tick()
+                self.record_notices()
                 if self._limit_reached():
                     reason = f"inspected the {self.frames_limit} frames asked for"
                     break
         except InspectdError as exc:
-            self.outputs.event(EventKind.FAULT, str(exc))
+            self.outputs.fault(Fault.CONFIG if isinstance(exc, ConfigError) else Fault.SOURCE, str(exc), exc)
             failure, reason = exc, f"stopped by an error: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the loop's own bug: recorded, stopped cleanly, exit 70
+            self._print_traceback()
+            self.outputs.fault(Fault.INTERNAL, f"internal error: {describe(exc)}", exc)
+            failure = InspectdError(f"internal error: {describe(exc)}; the run stopped (exit {EX_SOFTWARE}), systemd restarts it; "
+                                    "please report it with `journalctl -u inspectd`", exit_code=EX_SOFTWARE)
+            reason = f"stopped by an internal error: {describe(exc)}"
         finally:
-            self.health.stopping(reason)
-            self.stop_capture()
-            self.outputs.event(EventKind.STOP, f"stopped ({reason}): {self.tally.frames} frames, {self.tally.rejects} rejects",
-                               frames=self.tally.frames, rejects=self.tally.rejects)
-            self.close()
+            self._stop(reason)
         if failure is not None:
             raise failure
         return 0
 
     def inspect(self, frame: Frame) -> FrameVerdict | None:
-        """One station cycle for a frame in memory: infer, decide, every output. None if it could not be scored."""
+        """One station cycle for a frame in memory: infer, decide, every output. None if it could not be judged
+        (a fault record says why)."""
         try:
             verdict = self.pipeline.inspect(frame, self.tally.frames + 1)
-        except InspectdError as exc:
-            self.outputs.event(EventKind.FAULT, f"{frame.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the inference and decision's fault boundary
+            text = str(exc) if isinstance(exc, InspectdError) else f"could not be inspected: {describe(exc)}"
+            self.outputs.fault(Fault.INFERENCE, f"{frame.name}: {text}", exc, source=frame.name)
+            self._done(frame)
             return None
         self.tally.count(verdict)
         self.outputs.verdict(verdict)
+        self.record_notices()  # what the archive said taking it comes right after its record
+        self._done(frame)
         return verdict
+
+    def record_notices(self) -> None:
+        """What the parts working off the loop (the archive's writer) found, recorded now, in order."""
+        while True:
+            try:
+                notice = self.notices.get_nowait()
+            except queue.Empty:
+                return
+            if notice.trouble is not None:
+                self.tally.trouble(*notice.trouble)
+            self.outputs.notice(notice)
 
     def start_capture(self) -> None:
         source = self.config.source
         self.capture = Capture(lambda: self.open_source(source), self.devices.trigger, source.retry_max_s)
         self.capture.start()
 
-    def stop_capture(self) -> None:
+    def stop_capture(self, deadline: float | None = None) -> None:
         """Frames already captured still get their verdict: a part that was seen is never dropped."""
         if self.capture is None:
             return
-        for event in self.capture.stop():
-            if isinstance(event, FrameCaptured) and not self._limit_reached():
-                self.inspect(event.frame)
-        self.capture = None
+        capture, self.capture = self.capture, None
+        wait = CAPTURE_STOP_S if deadline is None else min(CAPTURE_STOP_S, deadline - time.monotonic())
+        for event in capture.stop(wait):
+            match event:
+                case FrameCaptured(frame):
+                    if not self._limit_reached():
+                        self.inspect(frame)
+                case CaptureFailed(error):
+                    self.outputs.fault(Fault.CONFIG, str(located(error, self.config.file)), error)
+                case ReplayOver():
+                    pass
+                case _:
+                    self._handle(event)
 
     def swap(self, pipeline: Pipeline, devices: Devices | None = None) -> None:
-        """Put a reloaded pipeline (and devices, if they were reopened) in place; the old pipeline is closed."""
+        """Put a reloaded pipeline (and devices, if they were reopened) in place; what the old pipeline does not
+        share with the new one is closed, then the new one starts."""
         old, self.pipeline = self.pipeline, pipeline
-        old.close()
+        self._report_close(old.close(keep=pipeline.outputs))
         if devices is not None:
             self.devices = devices
-            self.health.heartbeat = devices.heartbeat
-        self.health.frames_on_demand = pipeline.config.frames_on_demand
-        self.outputs = Fanout([*self.devices.outputs, *pipeline.outputs, *self.extra_outputs])
+        self.wire()
+        pipeline.start()
+
+    def wire(self) -> None:
+        """The health signals and the outputs, from the devices and the pipeline in place."""
+        self.health.heartbeat = self.devices.heartbeat
+        self.health.frames_on_demand = self.config.frames_on_demand
+        self.outputs = Fanout([*self.devices.outputs, *self.pipeline.outputs, *self.extra_outputs])
 
     def close(self) -> None:
         """The outputs, then the devices (lines to their safe state). Idempotent; ``run`` ends with it."""
-        self.pipeline.close()
-        self.devices.close()
+        self._report_close(self.pipeline.close())
+        try:
+            self.devices.close()
+        except Exception as exc:  # noqa: BLE001
+            self.outputs.fault(Fault.OUTPUT, f"the GPIO lines could not be released: {describe(exc)}", exc)
+
+    def _stop(self, reason: str) -> None:
+        """Within STOP_BUDGET_S: the frames captured get their verdicts, the archive writes what it took (or says what it
+        could not), the stop record, the parts closed. A step that fails is a fault record; the next steps still run."""
+        deadline = time.monotonic() + STOP_BUDGET_S
+        steps = [lambda: self.health.stopping(reason), lambda: self.stop_capture(deadline),
+                 lambda: self.pipeline.drain(deadline - CLOSE_RESERVE_S), self.record_notices]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - stopping goes on
+                self.outputs.fault(Fault.INTERNAL, f"while stopping: {describe(exc)}", exc)
+        self.outputs.event(EventKind.STOP, f"stopped ({reason}): {self.tally.frames} frames, {self.tally.rejects} rejects",
+                           frames=self.tally.frames, rejects=self.tally.rejects)
+        self.close()
 
     def _handle(self, event: CaptureEvent | None) -> str | None:
         """Acts on one event from the capture thread; returns why the run ends, if it does."""
@@ -166,19 +232,56 @@ class Station:
         match event:
             case FrameCaptured(frame):
                 self.inspect(frame)
-            case FrameUnreadable(message):
-                self.outputs.event(EventKind.FAULT, message, source=source)
-            case SourceDown(message):
+            case FrameUnreadable(message, error):
+                self.outputs.fault(Fault.FRAME, message, error=error, source=source)
+            case SourceDown(message, error):
                 self.tally.source_down = True
-                self.outputs.event(EventKind.FAULT, message, source=source)
+                self.outputs.fault(Fault.SOURCE, message, error=error, source=source)
             case SourceBack(message):
                 self.tally.source_down = False
-                self.outputs.event(EventKind.START, message)
+                self.outputs.event(EventKind.START, message, recovered=Fault.SOURCE)
             case ReplayOver(reason):
                 return reason
             case CaptureFailed(error):
                 raise located(error, self.config.file)
         return None
+
+    def _tick(self) -> None:
+        """The health signals; a ready line or notification that fails is one fault record until it works again."""
+        assert self.capture is not None
+        try:
+            self.health.tick(time.monotonic(), self.capture, self.tally)
+        except Exception as exc:  # noqa: BLE001
+            if not self.health_failing:
+                self.health_failing = True
+                self.tally.trouble("health", "ready line failing")
+                self.outputs.fault(Fault.HEALTH, f"the ready line or systemd notification failed: {describe(exc)}; retried "
+                                                 "every turn, recorded again when it works", exc)
+            return
+        if self.health_failing:
+            self.health_failing = False
+            self.tally.trouble("health", "")
+            self.outputs.event(EventKind.START, "the ready line and systemd notification work again", recovered=Fault.HEALTH)
+
+    def _done(self, frame: Frame) -> None:
+        """The frame's record was handed to the outputs: the source may let go of it (a watched folder moves the file)."""
+        done = getattr(frame, "done", None)
+        if done is None:
+            return
+        try:
+            done()
+        except Exception as exc:  # noqa: BLE001
+            self.outputs.fault(Fault.SOURCE, f"{frame.name}: inspected, but the source could not let go of it: {describe(exc)}", exc)
+
+    def _report_close(self, failures: list[Exception]) -> None:
+        for exc in failures:
+            self.outputs.fault(Fault.OUTPUT, f"an output could not be closed: {describe(exc)}", exc)
+
+    def _print_traceback(self) -> None:
+        try:
+            traceback.print_exc(file=sys.stderr)
+        except Exception:  # noqa: BLE001
+            pass
 
     def _limit_reached(self) -> bool:
         return self.frames_limit is not None and self.tally.frames >= self.frames_limit

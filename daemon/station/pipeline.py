@@ -1,17 +1,21 @@
 """What a reload may replace freely: the model, the decision and the software outputs, and the
-one station cycle they make for a frame (infer, decide, the verdict record)."""
+one station cycle they make for a frame (infer, decide, the verdict record).
+
+A reload keeps an output whose table did not change as it is (the archive's frames waiting to
+be written, the journal's counts): only what changed is closed and opened again.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.decision import Decision
-from inspectd.daemon.station.outputs import EventKind, Fanout, Output
+from inspectd.daemon.station.outputs import EventKind, Fanout, Notice, Output, OutputConfig
 from inspectd.daemon.station.settings import located
 from inspectd.daemon.station.sources import Frame
 from inspectd.daemon.station.verdict import FrameVerdict
@@ -22,11 +26,12 @@ class Pipeline:
     config: Config
     model: Model
     decision: Decision
-    outputs: list[Output]  # opened here, closed here: the archive and the journal
+    outputs: list[Output]  # opened here (or kept from the pipeline a reload replaced), closed here: the archive and the journal
+    sections: list[OutputConfig] = field(default_factory=list)  # the table each output was opened from
     closed: bool = field(default=False, repr=False)
 
     def inspect(self, frame: Frame, number: int) -> FrameVerdict:
-        """Frame ``number``'s verdict; raises InspectdError when the model cannot score it."""
+        """Frame ``number``'s verdict; raises when the model or the decision cannot judge it."""
         start = time.perf_counter()
         inspection = self.model.infer(frame.pixels, frame.name)
         verdict, area = self.decision(inspection)
@@ -44,16 +49,37 @@ class Pipeline:
             failed = ", ".join(trial.requested for trial in model.trials if not trial.passed)
             outputs.event(EventKind.PRECISION, f"{model.folder.path}: {model.fallback}", failed=failed, precision=model.precision)
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def start(self) -> None:
+        """The outputs that work off the loop take their resources (the archive its folder)."""
         for output in self.outputs:
-            output.close()
+            if hasattr(output, "start"):
+                output.start()
+
+    def drain(self, deadline: float) -> None:
+        """The outputs that work off the loop finish what they took, until ``deadline`` (time.monotonic())."""
+        for output in self.outputs:
+            if hasattr(output, "drain"):
+                output.drain(deadline)
+
+    def close(self, keep: Sequence[Output] = ()) -> list[Exception]:
+        """Every output but those in ``keep`` (a reload's new pipeline took them); returns what failed to close."""
+        if self.closed:
+            return []
+        self.closed = True
+        failed = []
+        for output in self.outputs:
+            if any(output is kept for kept in keep):
+                continue
+            try:
+                output.close()
+            except Exception as exc:  # noqa: BLE001 - one output failing to close must not keep the others open
+                failed.append(exc)
+        return failed
 
 
-def build_pipeline(config: Config, on_fault: Callable[[str], None]) -> Pipeline:
-    """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs."""
+def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None) -> Pipeline:
+    """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs,
+    taking from ``reuse`` those whose table did not change."""
     try:
         model = Model.load(config.model.path, config.model.device, config.model.precision)
     except ConfigError as error:
@@ -61,15 +87,24 @@ def build_pipeline(config: Config, on_fault: Callable[[str], None]) -> Pipeline:
     except InspectdError as error:
         raise ConfigError(str(error), file=config.file, key="model.path") from None
     threshold = config.model.threshold if config.model.threshold is not None else model.threshold
+    kept = list(zip(reuse.sections, reuse.outputs)) if reuse is not None else []
     outputs: list[Output] = []
+    sections: list[OutputConfig] = []
+    opened: list[Output] = []
     try:
         for section in config.outputs:
-            if section.enabled:
-                outputs.append(section.open(on_fault))
+            if not section.enabled:
+                continue
+            same = next((output for old, output in kept if type(old) is type(section) and old == section), None)
+            if same is None:
+                same = section.open(on_fault)
+                opened.append(same)
+            outputs.append(same)
+            sections.append(section)
     except BaseException as error:
-        for output in outputs:
+        for output in opened:
             output.close()
         if isinstance(error, InspectdError):
             raise located(error, config.file) from None
         raise
-    return Pipeline(config, model, Decision(threshold, config.decision), outputs)
+    return Pipeline(config, model, Decision(threshold, config.decision), outputs, sections)

@@ -14,6 +14,7 @@ class Tally:
     rejects: int = 0
     last: FrameVerdict | None = None
     source_down: bool = False  # between a SourceDown and a SourceBack
+    troubles: dict[str, str] = field(default_factory=dict)  # a part that is failing -> what STATUS says about it
     started: float = field(default_factory=time.monotonic)
 
     def count(self, verdict: FrameVerdict) -> None:
@@ -26,4 +27,12 @@ class Tally:
         last = self.last
         tail = f", last {last.verdict} {last.score:.2f}/{last.threshold:.2f}" if last else ""
         state = "source down, retrying" if self.source_down else "inspecting"
-        return f"{state}: {rate:.1f} frames/s, {self.frames} frames, {self.rejects} rejects{tail}"
+        troubles = "".join(f"; {text}" for text in self.troubles.values())
+        return f"{state}: {rate:.1f} frames/s, {self.frames} frames, {self.rejects} rejects{tail}{troubles}"
+
+    def trouble(self, part: str, text: str) -> None:
+        """``part`` is failing (STATUS says ``text``), or works again (``text`` empty)."""
+        if text:
+            self.troubles[part] = text
+        else:
+            self.troubles.pop(part, None)

@@ -4,8 +4,13 @@ stderr line each where there is no journal (a developer laptop).
 Fields (journald requires UPPER_SNAKE names): MESSAGE, PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER,
 INSPECTD_VERDICT, INSPECTD_SCORE, INSPECTD_THRESHOLD, INSPECTD_FRAME, INSPECTD_LATENCY_MS,
 INSPECTD_MODEL, INSPECTD_IMAGE, INSPECTD_SOURCE, INSPECTD_DEFECT_AREA; summaries add
-INSPECTD_FRAMES, INSPECTD_REJECTS, INSPECTD_FPS. The MESSAGE_IDs are explained by
+INSPECTD_FRAMES, INSPECTD_REJECTS, INSPECTD_FPS; faults add INSPECTD_FAULT (where) and
+INSPECTD_ERROR (the exception's type). The MESSAGE_IDs are explained by
 systemd/inspectd.catalog (``journalctl -x``).
+
+Every MESSAGE and field value is sent as one line of valid UTF-8 (``printable``): a file
+name that is not UTF-8, holds a newline or is thousands of characters long is recorded
+escaped (``\xff``, ``\x0a``) and cut, never refused by journald's client.
 
     journalctl -u inspectd INSPECTD_VERDICT=REJECT -o json
 """
@@ -19,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from inspectd.daemon.station.outputs.interface import EventKind, Output, OutputConfig
+from inspectd.daemon.station.outputs.interface import EventKind, Notice, Output, OutputConfig, printable
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
@@ -38,6 +43,8 @@ PRIORITY: dict[str, int] = {
     EventKind.SUMMARY: 6, EventKind.PRECISION: 4,
 }
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+MESSAGE_CHARS = 2000
+FIELD_CHARS = 4096
 
 
 @dataclass
@@ -45,7 +52,7 @@ class JournalConfig(OutputConfig):
     log: str = setting("all", choices=("all", "rejects"))  # rejects: rejects plus a summary every summary_interval_s
     summary_interval_s: float = setting(60.0, above=0, fix="seconds between summaries, e.g. 60")
 
-    def open(self, on_fault: Callable[[str], None]) -> Output:
+    def open(self, on_fault: Callable[[Notice], None]) -> Output:
         return JournalOutput(self)
 
 
@@ -61,6 +68,8 @@ def journal_sender() -> Callable[..., None] | None:
 
 
 class JournalOutput:
+    name = "journal"
+
     def __init__(self, config: JournalConfig, send: Callable[..., None] | None = None, stream: TextIO | None = None,
                  to_stderr: bool = False) -> None:
         self.config = config
@@ -107,11 +116,21 @@ class JournalOutput:
         self._emit(kind, message, PRIORITY[kind], {f"INSPECTD_{k.upper()}": str(v) for k, v in fields.items()})
 
     def _emit(self, kind: str, message: str, priority: int, fields: dict[str, str]) -> None:
+        """One record; if journald refuses it, the same line goes to stderr and the error is raised (a fault record)."""
+        message = printable(message, MESSAGE_CHARS)
+        fields = {name: printable(value, FIELD_CHARS) for name, value in fields.items()}
         if self.send is not None:
-            self.send(message, PRIORITY=str(priority), MESSAGE_ID=MESSAGE_IDS[kind], SYSLOG_IDENTIFIER="inspectd", **fields)
-        else:
-            extra = " ".join(f"{k.removeprefix('INSPECTD_').lower()}={v}" for k, v in fields.items() if k != "INSPECTD_MODEL")
-            print(f"inspectd: {message}" + (f"  [{extra}]" if kind != VERDICT_RECORD and extra else ""), file=self.stream, flush=True)
+            try:
+                self.send(message, PRIORITY=str(priority), MESSAGE_ID=MESSAGE_IDS[kind], SYSLOG_IDENTIFIER="inspectd", **fields)
+                return
+            except Exception:
+                self._print(kind, message, fields)
+                raise
+        self._print(kind, message, fields)
+
+    def _print(self, kind: str, message: str, fields: dict[str, str]) -> None:
+        extra = " ".join(f"{k.removeprefix('INSPECTD_').lower()}={v}" for k, v in fields.items() if k != "INSPECTD_MODEL")
+        print(f"inspectd: {message}" + (f"  [{extra}]" if kind != VERDICT_RECORD and extra else ""), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.closed:

@@ -17,6 +17,8 @@ class Event(NamedTuple):
 
 
 class MemoryOutput:
+    name = "memory"
+
     def __init__(self) -> None:
         self.verdicts: list[FrameVerdict] = []
         self.events: list[Event] = []

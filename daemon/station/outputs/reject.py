@@ -36,6 +36,8 @@ class RejectOutput:
     A fault after a REJECT never shortens its pulse: the part was judged, the PLC must see it.
     """
 
+    name = "reject line"
+
     def __init__(self, pulse: RejectPulse) -> None:
         self.pulse = pulse
 
