@@ -122,6 +122,19 @@ def test_the_quota_counts_every_file_in_the_folder_and_holds_at_every_write(stai
     assert kept and all(whole(v.archived, v.pixels) for v in kept)
 
 
+def test_a_folder_deleted_while_running_is_made_again(stains, tmp_path):
+    folder = tmp_path / "archive"
+    seen: list = []
+    archive = ArchiveOutput(ArchiveConfig(path=str(folder)), seen.append)
+    first, second = verdicts(stains[:2])
+    archive.verdict(first)
+    archive.drain(time.monotonic() + 120)
+    shutil.rmtree(folder)  # an operator cleaning up
+    archive.verdict(second)
+    archive.close()
+    assert whole(second.archived, second.pixels) and seen == []
+
+
 # ---------------------------------------------------------------- on a full disk (private mount namespace)
 
 

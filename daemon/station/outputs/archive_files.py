@@ -5,7 +5,7 @@ A file is written under a temporary name in the folder itself (``.inspectd-<name
 flushed to the disk (fsync), renamed to its name (atomic within a filesystem), and the folder
 is flushed: a full disk, a kill -9 or a power cut leaves no partial file under a real name.
 Room is made before a file is written, so the quota holds at every moment, temporary file
-included. ``open`` deletes the temporary files a killed run left, then counts every file in
+included. A folder deleted while the station runs is made again at the next write. ``open`` deletes the temporary files a killed run left, then counts every file in
 the folder and its subfolders (frames, heatmaps and whatever else is there).
 
 The folder holds two descriptors from ``open`` to ``close``, whatever it writes: the folder's
@@ -104,7 +104,13 @@ class ArchiveFolder:
         size = sum(len(chunk) for chunk in chunks)
         self._descriptors()
         self.make_room(size)
-        opened = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            opened = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # the folder was deleted: made again (raises if it cannot be)
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.close()
+            self._descriptors()
+            opened = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         os.dup2(opened, self.slot, inheritable=False)  # the file takes the slot
         os.close(opened)
         try:
