@@ -37,6 +37,14 @@ def proc_figures(pid: int) -> dict:
     return {"rss_mib": rss / 1024, "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": len(os.listdir(f"/proc/{pid}/task"))}
 
 
+def window_figures(samples: list[dict]) -> dict | None:
+    """A window's figures: descriptors and threads at their fewest (a file open for one frame is not a leak), RSS at its last."""
+    if not samples:
+        return None
+    return {"rss_mib": samples[-1]["rss_mib"], "fds": min(s["fds"] for s in samples),
+            "threads": min(s["threads"] for s in samples), "frames": samples[0]["frames"]}
+
+
 def write_config(work: Path, model: Path, images: Path, quota_mb: float) -> Path:
     config = work / "inspectd.toml"
     config.write_text(
@@ -77,7 +85,7 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
     started = time.monotonic()
     daemon = subprocess.Popen([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(config), "--frames", str(frames)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    done, warm, last = 0, None, None
+    done, samples = 0, []
     while daemon.poll() is None:
         try:
             message = notify.recv(4096).decode()
@@ -87,12 +95,13 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
             if assignment.startswith("STATUS=") and " frames, " in assignment:
                 done = int(assignment.split(" frames, ")[0].rsplit(" ", 1)[-1])
         try:
-            last = proc_figures(daemon.pid)
+            samples.append(dict(proc_figures(daemon.pid), frames=done))
         except (FileNotFoundError, ProcessLookupError, StopIteration):
             break
-        if warm is None and done >= frames * WARM_UP_FRACTION:
-            warm = dict(last, frames=done)
         progress(done, frames)
+    after_warm_up = [s for s in samples if s["frames"] >= frames * WARM_UP_FRACTION]
+    warm = window_figures([s for s in after_warm_up if s["frames"] < frames * 2 * WARM_UP_FRACTION] or after_warm_up[:1])
+    last = window_figures([s for s in samples if s["frames"] >= frames * (1 - WARM_UP_FRACTION)] or samples[-3:])
     stderr = daemon.communicate()[1]
     elapsed = time.monotonic() - started
     records = journal_records(daemon.pid)

@@ -112,7 +112,7 @@ def test_non_square_and_large_frames_match_torch(circuitboard_checkpoint, circui
             cv2.imwrite(str(calibration / kind / f"{path.stem}.png"), image)
             cv2.imwrite(str(calibration / kind / f"{path.stem}_2x.png"), cv2.resize(image, (2000, 1334), interpolation=cv2.INTER_CUBIC))
     meta = written(tmp_path / "model", export_checkpoint(circuitboard_checkpoint, tmp_path / "model", calibration_dir=calibration,
-                                                         threshold_from="calibration"))
+                                                         threshold_from="calibration", threshold_for="f1"))
     assert meta.threshold.source == "calibration-f1" and meta.threshold.normal_images == meta.threshold.anomalous_images == 16
     assert meta.verification.verdict_flips == 0
     assert meta.verification.max_relative_score_error <= 0.01

@@ -385,6 +385,8 @@ def test_the_watched_folder_vanishing_is_a_fault_and_inspection_resumes_when_it_
     with Watching(watch_config(tmp_path, demo_model, folder)) as run:
         drop(folder, "before.png", images[0])
         run.wait_sources("before.png")
+        if loop_confirms:  # confirmed (moved aside) after its record: pulling the folder away before that leaves it to inspect again
+            until(lambda: (folder / INSPECTED / "before.png").exists(), "before.png moved to inspected/")
 
         folder.rename(away)  # gone (an unmounted share, a removed folder)
         run.wait(lambda m: any("cannot be listed" in e.message for e in m.events), "the source fault")
