@@ -128,7 +128,7 @@ def demo_model() -> Path:
 # system boots real systemd (nspawn), the emulated arm64 root and the packages.
 TIERS = {
     "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary"},
-    "system": {"test_service", "test_harness_nspawn", "test_arm64", "test_package"},
+    "system": {"test_service", "test_harness_nspawn", "test_package"},
 }
 
 

@@ -67,5 +67,44 @@ def test_damaged_real_frames_give_an_image_or_one_source_error(tmp_path, cut, fl
         assert image.shape == (48, 64, 3)
 
 
+def _jpeg(progressive: bool = False) -> bytearray:
+    frame = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    return bytearray(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])[1].tobytes())
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_cut_short_anywhere_in_its_scans_is_refused(tmp_path, progressive):
+    data = _jpeg(progressive)
+    path = tmp_path / "frame.jpg"
+    for end in range(data.find(b"\xff\xda"), len(data) - 1, 7):
+        path.write_bytes(bytes(data[:end]))
+        with pytest.raises(SourceError, match="cut short|not a readable image"):
+            read_image(path)
+
+
+def test_a_jpeg_declaring_more_rows_than_it_holds_is_refused(tmp_path, capfd):
+    """libjpeg decodes it anyway, inventing the missing rows, and says so only on stderr.
+    (Fewer rows than it holds gives, silently, the top of the real frame: a known limit.)"""
+    path = tmp_path / "frame.jpg"
+    for rows in (56, 96, 23088):
+        data = _jpeg()
+        sof = data.find(b"\xff\xc0")
+        data[sof + 5:sof + 7] = rows.to_bytes(2, "big")
+        assert declared_size(bytes(data)) == (64, rows)
+        path.write_bytes(bytes(data))
+        with pytest.raises(SourceError, match=r"frame.jpg: is a damaged JPEG \(the decoder said: Corrupt JPEG data"):
+            read_image(path)
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # said in the error, not on stderr
+
+
+def test_a_harmless_jpeg_warning_does_not_refuse_the_frame(tmp_path):
+    data = _jpeg()
+    version = data.find(b"JFIF\x00") + 5
+    data[version] = 91  # an unknown JFIF revision: libjpeg warns, the pixels are intact
+    path = tmp_path / "frame.jpg"
+    path.write_bytes(bytes(data))
+    assert np.array_equal(read_image(path), cv2.imdecode(np.frombuffer(bytes(_jpeg()), np.uint8), cv2.IMREAD_COLOR))
+
+
 def test_docstring_examples_run():
     assert doctest.testmod(image_header).failed == 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -17,6 +20,14 @@ if hasattr(cv2, "setLogLevel"):  # OpenCV 4.x (the Debian package bundles 4.11: 
     cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
 else:  # OpenCV 5
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+# libjpeg decodes a damaged JPEG anyway (a header declaring more rows than the data holds, a bad
+# Huffman code: rows filled in) and says so only in a warning on stderr. These warnings make it a
+# bad frame; harmless ones (an unknown JFIF revision, a bogus ICC profile) do not.
+JPEG_DAMAGE_WARNINGS = (b"Corrupt JPEG data", b"Premature end of JPEG file", b"Invalid SOS parameters",
+                        b"Inconsistent progression sequence", b"Huffman")
+_stderr_lock = threading.Lock()
+_warning_sink: list[int] = []  # one memfd for the process, emptied at every use
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -55,10 +66,19 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if size is not None and size[0] * size[1] > max_pixels:
         raise SourceError(f"declares {size[0]}x{size[1]} pixels, outside 1 to {max_pixels:,} (source.max_pixels)", file=path,
                           fix="send frames of the camera's size, or raise source.max_pixels")
+    is_jpeg = data[:2] == b"\xff\xd8"
+    if is_jpeg and data.find(b"\xff\xd9", data.rfind(b"\xff\xda")) == -1:  # no end marker after the last scan
+        raise SourceError("is a JPEG cut short (no end-of-image marker after its last scan); a file still being written?",
+                          file=path, fix="write frames under a temporary name and rename them when complete")
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        with _decoder_warnings(is_jpeg) as warnings:
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     except cv2.error as exc:
         raise SourceError(f"not a readable image ({str(exc).strip().splitlines()[-1][:100]})", file=path, fix="replace the file") from None
+    damage = next((line for line in warnings if any(w in line for w in JPEG_DAMAGE_WARNINGS)), None)
+    if damage is not None:
+        said = damage.decode("ascii", "replace").strip()[:100]
+        raise SourceError(f"is a damaged JPEG (the decoder said: {said})", file=path, fix="replace the file")
     if image is None or image.size == 0:
         raise SourceError("not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP)", file=path, fix="replace the file")
     if image.dtype != np.uint8:
@@ -73,6 +93,42 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if image.shape[2] == 4:
         image = np.ascontiguousarray(image[:, :, :3])  # drop alpha, as PIL's convert("RGB") does in training
     return image
+
+
+@contextmanager
+def _decoder_warnings(wanted: bool):
+    """The lines the decoder wrote to stderr while decoding, kept from the real stderr.
+
+    libjpeg has no other channel for its warnings. Anything another thread wrote to stderr
+    meanwhile is written on to the real stderr afterwards, so nothing is lost.
+    """
+    lines: list[bytes] = []
+    if not wanted:
+        yield lines
+        return
+    with _stderr_lock:
+        try:
+            if not _warning_sink:
+                _warning_sink.append(os.memfd_create("inspectd-decoder-warnings", os.MFD_CLOEXEC))
+            sink = _warning_sink[0]
+            os.ftruncate(sink, 0)
+            os.lseek(sink, 0, os.SEEK_SET)
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, AttributeError, ValueError):  # no stderr to swap (closed), no memfd: decode without
+            yield lines
+            return
+        try:
+            os.dup2(sink, 2)
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            written = os.pread(sink, os.fstat(sink).st_size, 0)
+            lines.extend(written.splitlines())
+            others = [line for line in written.splitlines(keepends=True) if not any(w in line for w in JPEG_DAMAGE_WARNINGS)]
+            if others:
+                os.write(2, b"".join(others))
 
 
 def _kind(mode: int) -> str:
