@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-
 import cv2
 import numpy as np
+
+from conftest import run_cli
+from inspectd.daemon.cli import main
 
 
 @pytest.fixture()
@@ -36,11 +39,15 @@ def edit_metadata(folder: Path, change) -> None:
 
 
 def refused(folder: Path, image: Path, *expected: str) -> str:
-    result = run_cli("infer", folder, image)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("inspectd: "), result.stderr
-    assert result.stdout == ""
+    """`inspectd infer` on a broken folder, in this process (the CLI's own main; test_intact_folder_is_accepted
+    and the exit-78 tests run it as a separate process): exit 2, one line, nothing scored."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["infer", str(folder), str(image)])
+    assert code == 2, out.getvalue() + err.getvalue()
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("inspectd: "), err.getvalue()
+    assert out.getvalue() == ""
     for text in expected:
         assert text in lines[0], lines[0]
     return lines[0]
