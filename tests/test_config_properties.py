@@ -266,7 +266,7 @@ def valid_documents(draw, folder: Path) -> dict:
         m = draw(st.integers(1, CONFIRM_MAX))
         decision["confirm"] = [draw(st.integers(1, m)), m]
     document["decision"] = decision
-    for name in ("model", "journal", "archive"):
+    for name in ("model", "journal", "archive", "drift"):
         document[name] = plain(SECTIONS[name][None], draw)
     if document["archive"].get("path") in ("", ".", str(folder)):
         document["archive"]["path"] = "rejects"

@@ -36,8 +36,10 @@ STOP = "4524c69a4ea1475bbf70cdc8b03c4973"
 RELOAD = "960be9cf77f44ea886f0c8ff08625ec6"
 SUMMARY = "b2b7174efc2f4cce9b3c917ef77d620a"
 PRECISION_FALLBACK = "7ce843afd9d44cf6a483da1844086b4a"
+DRIFT = "295411a410124cc2b5d65b66b86e769e"
+DRIFT_OVER = "fbf4e0beac2e4907841157c796b34b46"
 DOCUMENTED_IDS = {"verdict": VERDICT, "fault": FAULT, "start": START, "stop": STOP, "reload": RELOAD, "summary": SUMMARY,
-                  "precision": PRECISION_FALLBACK}
+                  "precision": PRECISION_FALLBACK, "drift": DRIFT, "drift-over": DRIFT_OVER}
 
 
 def _systemd_python_reason() -> str | None:

@@ -5,7 +5,7 @@ anything starts. Every error names the file, the key and the fix; ``inspectd run
 Each table is a section class next to the part it configures: ``[source]`` and ``[trigger]``
 are chosen by ``kind`` from the SOURCES and TRIGGERS registries, ``[journal]`` and ``[archive]``
 live with their outputs, ``[gpio.reject]`` with the reject output, ``[gpio.ready]`` with the
-station's health. See systemd/inspectd.toml for an example with every key.
+station's health, ``[drift]`` with the drift watch. See systemd/inspectd.toml for an example with every key.
 
     >>> config = load("systemd/inspectd.toml")                      # doctest: +SKIP
     >>> config.source.kind, config.source.width, config.trigger     # doctest: +SKIP
@@ -25,6 +25,7 @@ else:  # pragma: no cover
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.runtime.model import PRECISIONS
+from inspectd.daemon.station.drift import DriftConfig
 from inspectd.daemon.station.health import ReadyLineConfig
 from inspectd.daemon.station.outputs.archive import ArchiveConfig
 from inspectd.daemon.station.outputs.interface import OutputConfig
@@ -39,7 +40,7 @@ THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, thresh
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
 
-__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "GpioConfig", "JournalConfig", "ModelConfig",
+__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
 
 
@@ -78,6 +79,7 @@ class Config(Section):
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     gpio: GpioConfig | None = None  # absent: no GPIO at all
     file: str = internal("")  # where it was read from, for messages
 

@@ -45,6 +45,7 @@ EX_SOFTWARE = 70  # sysexits.h: an internal error; systemd restarts the service
 STOP_BUDGET_S = 12.0  # SIGTERM -> stop record and lines released; the unit's TimeoutStopSec is 15
 CAPTURE_STOP_S = 5.0  # of which waiting for a read in progress
 CLOSE_RESERVE_S = 4.0  # the archive's drain ends this long before the budget: leaving OpenCV, the stop record, closing
+DRIFT = "drift"  # the drift alarm's part in STATUS
 
 
 class Station:
@@ -149,9 +150,33 @@ class Station:
             return None
         self.tally.count(verdict)
         self.outputs.verdict(verdict)
+        self.watch_drift(verdict)
         self.record_notices()  # what the archive said taking it comes right after its record
         self._done(frame)
         return verdict
+
+    def watch_drift(self, verdict: FrameVerdict) -> None:
+        """A PASS score into the drift window (a REJECT is a defect, not a drift): one record when an alarm starts,
+        one when it ends; STATUS shows the shift while it lasts."""
+        watch = self.pipeline.drift
+        if watch is None or verdict.rejected:
+            return
+        change = watch.add(verdict.score)
+        if watch.alarmed and watch.shift is not None:
+            self.tally.trouble(DRIFT, f"drift {watch.shift:+.1f}σ")
+        if change is None:
+            return
+        fields = {"frame": verdict.frame, "drift_sigma": f"{change.shift:+.2f}", "drift_window": watch.window,
+                  "drift_limit": f"{watch.limit_sigma:g}", "window_mean": f"{change.window_mean:.4f}",
+                  "normal_mean": f"{watch.normal_mean:.4f}", "normal_std": f"{watch.normal_std:.4f}"}
+        where = (f"the last {watch.window} PASS scores average {change.window_mean:.2f}, {change.shift:+.1f}σ from the model's "
+                 f"normal scores ({watch.normal_mean:.2f} ± {watch.normal_std:.2f})")
+        if change.alarmed:
+            self.outputs.event(EventKind.DRIFT, f"drift at frame {verdict.frame}: {where}, beyond ±{watch.limit_sigma:g}σ: has the "
+                                                "camera moved or the lighting changed? false rejects may follow", **fields)
+        else:
+            self.tally.trouble(DRIFT, "")
+            self.outputs.event(EventKind.DRIFT_OVER, f"drift over at frame {verdict.frame}: {where}", **fields)
 
     def record_notices(self) -> None:
         """What the parts working off the loop (the archive's writer) found, recorded now, in order."""
@@ -195,6 +220,11 @@ class Station:
         if devices is not None:
             self.devices = devices
         self.wire()
+        if old.drift is not None and old.drift.alarmed and pipeline.drift is not old.drift:
+            self.tally.trouble(DRIFT, "")
+            self.outputs.event(EventKind.DRIFT_OVER, "drift alarm closed by the reload: the model or [drift] changed; watching again "
+                                                     "from an empty window", drift_sigma=f"{old.drift.shift:+.2f}",
+                               drift_window=old.drift.window, drift_limit=f"{old.drift.limit_sigma:g}")
         pipeline.start()
 
     def wire(self) -> None:

@@ -2,7 +2,8 @@
 one station cycle they make for a frame (infer, decide, the verdict record).
 
 A reload keeps an output whose table did not change as it is (the archive's frames waiting to
-be written, the journal's counts): only what changed is closed and opened again.
+be written, the journal's counts): only what changed is closed and opened again. The drift
+watch is kept too when the model and ``[drift]`` did not change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.decision import Decision
+from inspectd.daemon.station.drift import DriftWatch, drift_watch
 from inspectd.daemon.station.outputs import EventKind, Fanout, Notice, Output, OutputConfig
 from inspectd.daemon.station.settings import located
 from inspectd.daemon.station.sources import Frame
@@ -28,6 +30,8 @@ class Pipeline:
     decision: Decision
     outputs: list[Output]  # opened here (or kept from the pipeline a reload replaced), closed here: the archive and the journal
     sections: list[OutputConfig] = field(default_factory=list)  # the table each output was opened from
+    drift: DriftWatch | None = None  # the PASS scores against the folder's normal scores; None: not watched
+    drift_note: str = ""  # whether drift is watched, and why not (``inspectd check``)
     closed: bool = field(default=False, repr=False)
 
     def inspect(self, frame: Frame, number: int) -> FrameVerdict:
@@ -107,4 +111,9 @@ def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pi
         if isinstance(error, InspectdError):
             raise located(error, config.file) from None
         raise
-    return Pipeline(config, model, Decision(threshold, config.decision), outputs, sections)
+    drift, note = drift_watch(config.drift, getattr(model.folder.metadata, "normal_scores", None))
+    if (reuse is not None and reuse.drift is not None and drift is not None and reuse.config.drift == config.drift
+            and reuse.model.model_id == model.model_id
+            and (reuse.drift.normal_mean, reuse.drift.normal_std) == (drift.normal_mean, drift.normal_std)):
+        drift = reuse.drift  # the same model and [drift]: the window goes on, an alarm in progress stays one
+    return Pipeline(config, model, Decision(threshold, config.decision), outputs, sections, drift, note)

@@ -8,6 +8,7 @@ looked at without side effects, and every problem reported at once.
 - the GPIO chip and each configured line: present and free, read from the chip's line info (no line requested);
 - the archive folder: creatable and writable, judged on the nearest folder that exists (nothing created);
 - the frame size limit against this machine's memory.
+- the drift watch: on, or off and why (a model folder without normal scores).
 
 A part is looked at only when its table has no error (its defaults stand in for what was set aside, and
 judging those would report problems the file does not have).
@@ -30,6 +31,7 @@ from inspectd.daemon.runtime.images import list_images
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config, read, threshold_errors, valid_roi
 from inspectd.daemon.station.devices import check_gpio
+from inspectd.daemon.station.drift import drift_watch
 from inspectd.daemon.station.settings import distinct, every, located, raise_all
 from inspectd.daemon.station.sources import DirectoryConfig, Frame, OpenCVConfig, Picamera2Config, SourceConfig, SourceEnded
 
@@ -66,7 +68,7 @@ def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
     parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source),
              ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
              ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive),
-             ("source.max_pixels", clean("source.max_pixels"), _memory)]
+             ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift)]
     for table, wanted, part in parts:
         if wanted:
             try:
@@ -102,6 +104,13 @@ def _model(config: Config, report: Report) -> None:
     report.model = model
     report.threshold = config.model.threshold if config.model.threshold is not None else model.threshold
     raise_all(threshold_errors(config, model.threshold))
+
+
+def _drift(config: Config, report: Report) -> None:
+    """Whether drift is watched, and why not (a folder without normal scores is a note, not an error)."""
+    if report.model is None:
+        return
+    report.notes.append(drift_watch(config.drift, getattr(report.model.folder.metadata, "normal_scores", None))[1])
 
 
 def _source(config: Config, report: Report) -> None:

@@ -31,6 +31,8 @@ class EventKind(enum.StrEnum):
     FAULT = "fault"
     SUMMARY = "summary"
     PRECISION = "precision"  # the model runs at a slower precision than asked: a faster one failed its self-test
+    DRIFT = "drift"  # the PASS scores drifted from the model folder's normal scores (station.drift): a warning, once
+    DRIFT_OVER = "drift-over"  # they are back: the drift alarm is over
 
 
 class Fault(enum.StrEnum):

@@ -5,7 +5,8 @@ Fields (journald requires UPPER_SNAKE names): MESSAGE, PRIORITY, MESSAGE_ID, SYS
 INSPECTD_VERDICT, INSPECTD_SCORE, INSPECTD_THRESHOLD, INSPECTD_FRAME, INSPECTD_LATENCY_MS,
 INSPECTD_MODEL, INSPECTD_IMAGE, INSPECTD_SOURCE, INSPECTD_DEFECT_AREA; summaries add
 INSPECTD_FRAMES, INSPECTD_REJECTS, INSPECTD_FPS; faults add INSPECTD_FAULT (where) and
-INSPECTD_ERROR (the exception's type). The MESSAGE_IDs are explained by
+INSPECTD_ERROR (the exception's type); drift records add INSPECTD_DRIFT_SIGMA, INSPECTD_DRIFT_WINDOW,
+INSPECTD_DRIFT_LIMIT, INSPECTD_WINDOW_MEAN, INSPECTD_NORMAL_MEAN, INSPECTD_NORMAL_STD. The MESSAGE_IDs are explained by
 systemd/inspectd.catalog (``journalctl -x``).
 
 Every MESSAGE and field value is sent as one line of valid UTF-8 (``printable``): a file
@@ -37,10 +38,12 @@ MESSAGE_IDS: dict[str, str] = {
     EventKind.RELOAD: "960be9cf77f44ea886f0c8ff08625ec6",
     EventKind.SUMMARY: "b2b7174efc2f4cce9b3c917ef77d620a",
     EventKind.PRECISION: "7ce843afd9d44cf6a483da1844086b4a",
+    EventKind.DRIFT: "295411a410124cc2b5d65b66b86e769e",
+    EventKind.DRIFT_OVER: "fbf4e0beac2e4907841157c796b34b46",
 }
 PRIORITY: dict[str, int] = {
     Verdict.REJECT: 4, Verdict.PASS: 6, EventKind.FAULT: 3, EventKind.START: 5, EventKind.STOP: 5, EventKind.RELOAD: 5,
-    EventKind.SUMMARY: 6, EventKind.PRECISION: 4,
+    EventKind.SUMMARY: 6, EventKind.PRECISION: 4, EventKind.DRIFT: 4, EventKind.DRIFT_OVER: 5,
 }
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 MESSAGE_CHARS = 2000
