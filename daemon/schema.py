@@ -38,6 +38,7 @@ THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on e
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
+COLOR_MODES = ("rgb", "gray")  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
 
 
@@ -94,13 +95,15 @@ def equals(expected: Any, why: str) -> Check:
     return lambda value: None if value == expected else f"must be {_show(expected)} ({why}), got {_show(value)}"
 
 
-def spec(*checks: Check, default: Any = MISSING, json_name: str | None = None, null: bool = False) -> Any:
+def spec(*checks: Check, default: Any = MISSING, json_name: str | None = None, null: bool = False, added: bool = False) -> Any:
     """A field of a section: its limits, its name in JSON if not the attribute's, and whether None is written as null.
 
     A field whose default is None may be absent (or null) in JSON; every other field must be there,
-    constants included (their default only saves ``inspectd export`` from restating them).
+    constants included (their default only saves ``inspectd export`` from restating them), except
+    an ``added`` one: a field added within the version, absent from folders written before it,
+    which read as its default (always written).
     """
-    return field(default=default, metadata={"checks": checks, "json": json_name, "null": null})
+    return field(default=default, metadata={"checks": checks, "json": json_name, "null": null, "added": added})
 
 
 class Section:
@@ -134,7 +137,7 @@ class Section:
         hints, values = _hints(cls), {}
         for name, item in by_name.items():
             if data.get(name) is None:
-                if item.default is None:
+                if item.default is None or (name not in data and item.metadata.get("added")):
                     continue
                 raise ModelFolderError("is missing", key=name, fix=FIX)
             try:
@@ -157,10 +160,16 @@ class ModelInfo(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class GraphInput(Section):
-    """The graph's input tensor: (1, height, width, 3) float32, BGR, 0..255, as OpenCV and the cameras give."""
+    """The graph's input tensor: (1, height, width, 3) float32, BGR, 0..255, as OpenCV and the cameras give.
+
+    ``color`` is what the model was trained on, so what frames it takes: "rgb" colour frames; "gray"
+    grayscale ones, fed as the gray channel three times (as anomalib trains on them: PIL's
+    convert("RGB")). Folders exported before the field existed are colour.
+    """
 
     height: int = spec(pixels)
     width: int = spec(pixels)
+    color: str = spec(one_of(*COLOR_MODES), default="rgb", added=True)
     layout: str = spec(equals("NHWC", "the only input this runtime feeds"), default="NHWC")
     color_order: str = spec(equals("BGR", "the only input this runtime feeds"), default="BGR")
     dtype: str = spec(equals("float32", "the only input this runtime feeds"), default="float32")
@@ -504,11 +513,13 @@ class Preprocessing:
     center_crop: tuple[int, int] | None
     mean: tuple[float, float, float]  # applied inside the graph; recorded for people
     std: tuple[float, float, float]
+    color: str = "rgb"  # the frames the model takes: "rgb", or "gray" (fed as three equal channels)
 
     @classmethod
     def of(cls, metadata: ModelMetadata | Draft) -> Preprocessing:
         pre = metadata.preprocess
-        return cls(metadata.input.height, metadata.input.width, pre.resize.size, pre.center_crop, pre.normalize.mean, pre.normalize.std)
+        return cls(metadata.input.height, metadata.input.width, pre.resize.size, pre.center_crop, pre.normalize.mean, pre.normalize.std,
+                   metadata.input.color)
 
 
 @dataclass(frozen=True)

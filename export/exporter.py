@@ -19,6 +19,7 @@ from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.evaluation import thresholds
 from inspectd.daemon.evaluation.metrics import auroc
 from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
+from inspectd.daemon.runtime.colour import files_color
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder, sha256_of
 
@@ -51,11 +52,14 @@ def export_checkpoint(
     threshold_for: str = "false-rejects",
     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
     prefix: str = "inspectd export",
+    color: str = "auto",
 ) -> schema.ModelMetadata:
     """Export, calibrate, verify; returns the metadata written. Nothing is left in ``out`` on failure.
 
     A threshold measured on calibration images is, by default, the one for ``false_reject_rate``
     on their good images (``threshold_for="false-rejects"``); ``"f1"`` takes the F1-optimal one.
+    ``color`` is what the checkpoint was trained on ("rgb" or "gray", recorded as ``input.color``);
+    "auto" reads it from the calibration images (colour without them: a checkpoint does not say).
     """
     out = Path(out)
     if out.exists() and not force:
@@ -63,6 +67,7 @@ def export_checkpoint(
     progress(f"loading {checkpoint_path}")
     checkpoint = load_checkpoint(checkpoint_path, input_size)
     samples = calibration.collect(calibration_dir) if calibration_dir else []
+    color = _color(color, samples, calibration_dir, progress)
     if threshold_from == "checkpoint" and checkpoint.threshold is None:
         raise InspectdError(f"{checkpoint_path}: {checkpoint.threshold_problem}; drop --threshold-from checkpoint and pass --calibration DIR")
     use_checkpoint_threshold = checkpoint.threshold is not None and threshold_from != "calibration"
@@ -75,7 +80,7 @@ def export_checkpoint(
     with atomic_folder(out) as work:
         rule = (threshold_for, false_reject_rate)
         with quiet():
-            meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix)
+            meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix, color)
     progress(f"wrote {out}")
     return meta
 
@@ -105,16 +110,32 @@ def _replace(work: Path, out: Path) -> None:
         work.rename(out)
 
 
+def _color(color: str, samples: list, calibration_dir, progress) -> str:
+    """The colour mode to record: as asked, else the calibration images'; asked and the images disagree: refused."""
+    if color not in ("auto", *schema.COLOR_MODES):
+        raise InspectdError(f"--color {color}: must be auto, rgb or gray")
+    if not samples:
+        return "rgb" if color == "auto" else color
+    found = files_color((s.path for s in samples), f"the calibration images in {calibration_dir}")
+    if color not in ("auto", found):
+        shown = {"rgb": "colour", "gray": "grayscale"}
+        raise InspectdError(f"--color {color}: the calibration images in {calibration_dir} are {shown[found]}; pass the images the "
+                            f"model was trained on, or --color {found}")
+    if found == "gray":
+        progress("the calibration images are grayscale: the model folder takes grayscale frames (input.color \"gray\")")
+    return found
+
+
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float, rule: tuple[str, float], prefix: str) -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = "rgb") -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     export_ir(checkpoint, work)
-    draft = schema.ModelFolder(work, _draft(checkpoint))  # no threshold or self-test yet: compiled untested
+    draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
     model = Model(draft, precision="f32")
 
-    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames()
+    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == "gray")
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
     bar = Bar(prefix, "scoring frames with torch and with the exported model", len(frames))
@@ -233,7 +254,7 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
                           checked_on=schema.CheckedOn(cpu=model.device_name, openvino=_version("openvino")))
 
 
-def _draft(checkpoint: PadimCheckpoint) -> schema.Draft:
+def _draft(checkpoint: PadimCheckpoint, color: str = "rgb") -> schema.Draft:
     pre = checkpoint.preprocess
     height, width = pre.output_size()
     padim = checkpoint.model
@@ -241,7 +262,7 @@ def _draft(checkpoint: PadimCheckpoint) -> schema.Draft:
         model=schema.ModelInfo(backbone=checkpoint.backbone, layers=tuple(checkpoint.layers), n_features=int(padim.idx.numel()),
                                feature_positions=int(padim.gaussian.inv_covariance.shape[0]), checkpoint=checkpoint.path.name,
                                checkpoint_sha256=checkpoint.sha256),
-        input=schema.GraphInput(height=height, width=width),
+        input=schema.GraphInput(height=height, width=width, color=color),
         preprocess=schema.Preprocess(resize=schema.Resize(size=pre.resize), center_crop=pre.center_crop,
                                      normalize=schema.Normalize(mean=pre.mean, std=pre.std), recorded_in_checkpoint=pre.recorded),
         outputs=schema.Outputs(anomaly_map=MAP_OUTPUT, score=SCORE_OUTPUT),

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.runtime.colour import files_color
 from inspectd.daemon.runtime.images import list_images
 
 from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
@@ -59,12 +60,13 @@ def train(
     # about (and may one day skip) images under hidden directories.
     with atomic_folder(out) as work, tempfile.TemporaryDirectory(prefix="inspectd-split-") as split:
         train_dirs, calibration = _split(data_dir, Path(split))
+        color = _color(data_dir, train_dirs, calibration)
         with quiet():
             model = _padim(backbone, weights, image_size, layers, n_features)
             _say(f"fitting PaDiM {backbone} {image_size}x{image_size} on {data_dir}")
             _fit(model, train_dirs, work)
         export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration",
-                          false_reject_rate=false_reject_rate, prefix="inspectd train",
+                          false_reject_rate=false_reject_rate, prefix="inspectd train", color=color,
                           progress=lambda message: _say(message.replace(str(work), str(out))))
         shutil.rmtree(work / "engine", ignore_errors=True)
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")
@@ -96,6 +98,28 @@ def _split(data_dir: Path, split: Path) -> tuple[dict, Path]:
         target = calibration_dir if number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 else train_dir
         (target / image.name).symlink_to(image.resolve())
     return {"root": split, "normal_dir": "train", "test_split_mode": "none", "val_split_mode": "none"}, calibration_dir
+
+
+def _color(data_dir: Path, folder_args: dict, calibration: Path) -> str:
+    """The colour mode of every image training and calibration see: "gray" when all are gray, "rgb" when all are colour.
+
+    anomalib trains on gray files by repeating the channel (PIL's convert("RGB")), and so does
+    the runtime with a "gray" folder. A mixed set is refused naming a file of each kind
+    (runtime.colour.dataset_color says why).
+    """
+    root = Path(folder_args["root"])
+    folders = [root / folder_args["normal_dir"], *(root / d for d in folder_args.get("abnormal_dir", []))]
+    paths = [p for folder in folders for p in list_images(folder)] + list_images_deep(calibration)
+    color = files_color(dict.fromkeys(paths), f"the images in {data_dir}")
+    if color == "gray":
+        _say(f"the images in {data_dir} are grayscale: training on them as anomalib does (the channel repeated); the model folder "
+             "takes grayscale frames")
+    return color
+
+
+def list_images_deep(folder: Path) -> list[Path]:
+    """The images of ``folder`` and of its sub-folders (a calibration folder: good/ and a folder per defect)."""
+    return list_images(folder) + [p for sub in sorted(p for p in folder.iterdir() if p.is_dir()) for p in list_images(sub)]
 
 
 def _padim(backbone: str, weights: str, image_size: int, layers: list[str], n_features: int):

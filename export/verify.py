@@ -28,7 +28,7 @@ MAX_RELATIVE_SCORE_ERROR = 0.01  # of the threshold
 class Frame:
     name: str
     path: Path | None = None
-    pixels: np.ndarray | None = None  # BGR uint8, for frames that are not files
+    pixels: np.ndarray | None = None  # BGR uint8 (or gray, height x width), for frames that are not files
 
 
 @dataclass
@@ -41,8 +41,8 @@ class Scores:
     reference_maps: np.ndarray  # (frames, COARSE_MAP, COARSE_MAP): the torch maps, area-averaged, for the self-test
 
 
-def synthetic_frames(seed: int = 0) -> list[Frame]:
-    """Smooth random colour frames, square, non-square and large, for when no images are given."""
+def synthetic_frames(seed: int = 0, gray: bool = False) -> list[Frame]:
+    """Smooth random frames, square, non-square and large, for when no images are given: colour, or gray (one channel)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -51,7 +51,8 @@ def synthetic_frames(seed: int = 0) -> list[Frame]:
         coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
         smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
         noise = rng.integers(-8, 9, smooth.shape)
-        frames.append(Frame(f"synthetic {width}x{height}", pixels=np.clip(smooth + noise, 0, 255).astype(np.uint8)))
+        pixels = np.clip(smooth + noise, 0, 255).astype(np.uint8)
+        frames.append(Frame(f"synthetic {width}x{height}", pixels=np.ascontiguousarray(pixels[:, :, 1]) if gray else pixels))
     return frames
 
 
@@ -61,7 +62,8 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
 
         image = anomalib_read_image(frame.path, as_tensor=True)
     else:
-        image = torch.from_numpy(frame.pixels[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255.0
+        pixels = frame.pixels if frame.pixels.ndim == 3 else np.repeat(frame.pixels[:, :, None], 3, axis=2)  # gray: as PIL's convert("RGB")
+        image = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255.0
     with torch.no_grad():
         result = checkpoint.model(transform(image).unsqueeze(0))
     return float(result.pred_score.reshape(-1)[0]), result.anomaly_map.reshape(result.anomaly_map.shape[-2:]).numpy()

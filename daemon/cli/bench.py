@@ -41,7 +41,7 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
     model = Model.load(model_dir, precision=precision)
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    frame = rng.integers(0, 256, (height, width, 3) if model.color == "rgb" else (height, width), dtype=np.uint8)  # of the folder's mode
     spec = model.folder.preprocessing
     for _ in range(3):
         model.infer(frame)

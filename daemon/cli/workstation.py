@@ -19,6 +19,8 @@ def add_to(commands) -> None:
     export.add_argument("--threshold-for", choices=("false-rejects", "f1"), default="false-rejects",
                         help="a threshold measured on --calibration: for --false-reject-rate on its good images (default), or F1-optimal")
     export.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R", help="target share of good parts rejected (default 0.01)")
+    export.add_argument("--color", choices=("auto", "rgb", "gray"), default="auto",
+                        help="what the checkpoint was trained on: auto (default) reads it from --calibration (colour without it)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=run_export)
 
@@ -58,7 +60,7 @@ def run_export(args: argparse.Namespace) -> int:
     exporter = workstation_module("exporter")
     exporter.export_checkpoint(args.checkpoint, args.out, tuple(args.input_size) if args.input_size else None,
                                args.calibration, args.threshold_from, args.force, threshold_for=args.threshold_for,
-                               false_reject_rate=args.false_reject_rate)
+                               false_reject_rate=args.false_reject_rate, color=args.color)
     return 0
 
 

@@ -20,6 +20,8 @@ def overlay(frame: np.ndarray, result: Inspection, *, threshold: float | None = 
     """
     threshold = result.threshold if threshold is None else threshold
     rejected = result.anomalous if rejected is None else rejected
+    if frame.ndim == 2 or frame.shape[2] == 1:  # a gray frame, shown as gray
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     heat = result.anomaly_map()
     scaled = np.clip(heat / (2.0 * threshold), 0.0, 1.0)
     colours = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)

@@ -39,7 +39,11 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an 8-bit colour image as a BGR uint8 array (EXIF orientation ignored, as anomalib does).
+    """Read an 8-bit image: colour as a BGR uint8 array (height x width x 3), grayscale as height x width.
+
+    Alpha is dropped (gray + alpha is gray), as PIL's convert("RGB") does in training, and EXIF
+    orientation ignored, as anomalib does. Whether a model takes the frame is its colour mode's
+    call (``runtime.colour``), not the reader's.
 
     Only regular files are opened (a FIFO named like an image would block forever), and the
     size the header declares is checked against ``max_pixels`` before anything is decoded.
@@ -82,15 +86,11 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if image is None or image.size == 0:
         raise SourceError("not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP)", file=path, fix="replace the file")
     if image.dtype != np.uint8:
-        raise SourceError(f"is a {image.dtype.itemsize * 8}-bit image; the model was trained on 8-bit colour images", file=path,
+        raise SourceError(f"is a {image.dtype.itemsize * 8}-bit image; models are trained on 8-bit images", file=path,
                           fix="convert it to 8 bits per channel (e.g. PNG or JPEG from the station camera)")
-    if image.ndim == 2 or image.shape[2] == 1:
-        raise SourceError("is a grayscale image; the model was trained on colour images", file=path,
-                          fix="use the station camera's colour output")
-    if image.shape[2] == 2:
-        raise SourceError("has 2 channels (gray and alpha); the model was trained on colour images", file=path,
-                          fix="save it as RGB")
-    if image.shape[2] == 4:
+    if image.ndim == 3 and image.shape[2] in (1, 2):  # gray (+ alpha): OpenCV gives most as 2-D already
+        image = np.ascontiguousarray(image[:, :, 0])
+    elif image.ndim == 3 and image.shape[2] == 4:
         image = np.ascontiguousarray(image[:, :, :3])  # drop alpha, as PIL's convert("RGB") does in training
     return image
 

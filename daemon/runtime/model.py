@@ -19,7 +19,7 @@ import numpy as np
 
 from inspectd.daemon.errors import InspectdError, ModelDoesNotFit, ModelFolderError
 from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, read_model_folder
-from inspectd.daemon.runtime.preprocess import check_frame, model_region, prepare
+from inspectd.daemon.runtime.preprocess import model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
 
 
@@ -190,16 +190,23 @@ class Model:
         return cls(read_model_folder(path), device, precision)
 
     @property
+    def color(self) -> str:
+        """What the folder was trained on and takes: "rgb" or "gray"."""
+        return self.folder.metadata.input.color
+
+    @property
     def model_id(self) -> str:
         """sha256 of model.bin: what journald records as INSPECTD_MODEL."""
         return self.folder.metadata.files.model_bin.sha256
 
     def infer(self, frame: np.ndarray, name: str = "frame") -> Inspection:
-        """Score one BGR uint8 frame of any size."""
-        check_frame(frame, name)
+        """Score one uint8 frame of any size, of the folder's colour mode (``color``): BGR, or gray (one channel or three equal).
+
+        A frame of the other mode is a SourceError naming ``name`` (``runtime.colour``), never a score.
+        """
         start = time.perf_counter()
         spec = self.folder.preprocessing
-        outputs = self.request.infer({0: prepare(frame, spec)})
+        outputs = self.request.infer({0: prepare(frame, spec, name)})
         score = float(np.asarray(outputs[self.score_port]).reshape(-1)[0])
         model_map = np.asarray(outputs[self.map_port]).reshape(spec.input_height, spec.input_width).copy()
         latency_ms = (time.perf_counter() - start) * 1000.0

@@ -31,18 +31,22 @@ class Abandoned(Exception):
 
 
 def encode_png(image: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False) -> list[bytes]:
-    """A BGR uint8 image (height x width x 3) as the chunks of a PNG file (RGB, 8 bits); raises Abandoned."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected a BGR uint8 image, got a {image.dtype} array of shape {image.shape}")
+    """A BGR uint8 image (height x width x 3), or a gray one (height x width, or x 1), as the chunks of a PNG file
+    (RGB or gray, 8 bits); raises Abandoned."""
+    gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)
+    if image.dtype != np.uint8 or not (gray or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"expected a BGR or gray uint8 image, got a {image.dtype} array of shape {image.shape}")
     height, width = image.shape[:2]
-    chunks = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))]
+    channels, colour_type = (1, 0) if gray else (3, 2)
+    chunks = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))]
     deflate = zlib.compressobj(0 if fast else 1)
-    above = np.zeros(width * 3, dtype=np.uint8)
+    above = np.zeros(width * channels, dtype=np.uint8)
     for start in range(0, height, BLOCK_ROWS):
         if abandoned():
             raise Abandoned("stopped before the file was complete")
-        rows = image[start : start + BLOCK_ROWS, :, ::-1].reshape(-1, width * 3)
-        filtered = np.empty((rows.shape[0], width * 3 + 1), dtype=np.uint8)
+        block = image[start : start + BLOCK_ROWS]
+        rows = block.reshape(-1, width) if gray else block[:, :, ::-1].reshape(-1, width * 3)
+        filtered = np.empty((rows.shape[0], width * channels + 1), dtype=np.uint8)
         if fast:
             filtered[:, 0] = NONE
             filtered[:, 1:] = rows

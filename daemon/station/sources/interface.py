@@ -23,7 +23,7 @@ from inspectd.daemon.station.settings import Section, setting
 
 @dataclass
 class Frame:
-    pixels: np.ndarray  # BGR uint8, height x width x 3, after the region-of-interest crop
+    pixels: np.ndarray  # uint8 after the region-of-interest crop: BGR height x width x 3, or gray height x width (the model judges the mode)
     name: str  # the file name, or the source kind and a capture counter
     captured_at: float  # time.monotonic() when it was taken
     # The loop calls it (on its own thread) once the frame's record, a verdict or a fault, was handed to the outputs;

@@ -56,8 +56,8 @@ class OpenCVSource:
                 raise SourceEnded(f"reached the end of {self.device} after {self.count} frames")
             raise SourceFault(f"'{self.device}': no frame (camera unplugged or stream dropped)", key="source.device")
         self.count += 1
-        if pixels.ndim == 2:
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+        # A monochrome camera gives one channel, or (OpenCV converting to BGR, its default) three equal ones:
+        # kept as they come, the model folder's colour mode judges them (runtime.colour).
         return Frame(pixels, f"{Path(self.device).name if self.is_file else 'opencv'}#{self.count}", time.monotonic())
 
     def close(self) -> None:

@@ -41,16 +41,16 @@ class Picamera2Source:
         self.name, self.count, self.closed = "picamera2", 0, False
         try:
             self.camera = Picamera2()
-            # "RGB888" is B, G, R in memory: OpenCV's order, what the model folder expects.
+            # "RGB888" is B, G, R in memory: OpenCV's order, what a colour model folder expects. A monochrome
+            # sensor gives the same format with three equal channels, which a gray model folder takes (runtime.colour).
             self.camera.configure(self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"}))
             self.camera.start()
             time.sleep(settle_ms / 1000.0)
             settled = self.camera.capture_metadata()
-            self.camera.set_controls({
-                "AeEnable": False, "AwbEnable": False,
-                "ExposureTime": settled["ExposureTime"], "AnalogueGain": settled["AnalogueGain"],
-                "ColourGains": settled["ColourGains"],
-            })
+            locked = {"AeEnable": False, "ExposureTime": settled["ExposureTime"], "AnalogueGain": settled["AnalogueGain"]}
+            if "ColourGains" in settled:  # a monochrome sensor has no white balance to lock
+                locked.update(AwbEnable=False, ColourGains=settled["ColourGains"])
+            self.camera.set_controls(locked)
         except (RuntimeError, IndexError, OSError) as exc:
             raise SourceFault(f"camera not available ({exc})", key="source.kind", fix="check the ribbon cable and `rpicam-hello`") from None
 
