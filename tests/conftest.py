@@ -127,7 +127,7 @@ def demo_model() -> Path:
 # integration runs real daemons, real journald and trains on real images (checkpoints cached above);
 # system boots real systemd (nspawn), the emulated arm64 root and the packages.
 TIERS = {
-    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary"},
+    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary", "test_drift_station", "test_gray"},
     "system": {"test_service", "test_harness_nspawn", "test_package"},
 }
 
