@@ -25,9 +25,10 @@ import numpy as np
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.drift import LIMIT_SIGMA
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 
-DRIFT_SIGMAS = 1.0  # an hour whose PASS mean sits this many normal standard deviations away is marked
+DRIFT_SIGMAS = LIMIT_SIGMA  # an hour whose PASS mean sits this far from normal is marked, at the daemon's own default limit
 
 
 def add_to(commands) -> None:
