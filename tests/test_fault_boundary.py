@@ -138,11 +138,18 @@ def test_the_capture_thread_dying_ends_the_run_with_70_after_a_fault_and_the_sto
 # ---------------------------------------------------------------- inference and decision
 
 
+class ReleasedBuffer(np.ndarray):
+    """A camera buffer the driver took back under a slow reader: a frame by every check, its pixels unreadable."""
+
+    def __getitem__(self, key):
+        raise BufferError("the camera driver took this buffer back")
+
+
 def test_an_unexpected_inference_error_is_a_fault_and_the_next_frames_are_judged(mugs, good, stained, tmp_path):
-    empty = np.zeros((0, 640, 3), dtype=np.uint8)  # passes the frame check; the resize has nothing to read
+    released = good.copy().view(ReleasedBuffer)  # passes the frame check; reading it fails with an error inspectd does not know
     memory = MemoryOutput()
     station = Station(load(config_file(tmp_path, mugs / "test" / "good", extra="[decision]\nmin_defect_area = 10\n")),
-                      extra_outputs=[memory], open_source=lambda config: MemorySource([good, empty, stained]))
+                      extra_outputs=[memory], open_source=lambda config: MemorySource([good, released, stained]))
     assert station.run() == 0
     assert [v.source for v in memory.verdicts] == ["memory#1", "memory#3"]
     assert [v.verdict for v in memory.verdicts] == ["PASS", "REJECT"]
