@@ -123,11 +123,12 @@ def demo_model() -> Path:
     return DEMO_MODEL
 
 
-# Tiers: `pytest -m unit` is the quick one (under a minute: no training, no daemons, no containers);
-# integration runs real daemons, real journald and trains on real images (checkpoints cached above);
+# Tiers: `pytest -m unit -n 2` is the quick one (under a minute: no training, no daemons, no containers,
+# no command-line process per case); integration runs the CLI as a user does, real daemons, real
+# journald, and trains on real images (checkpoints cached above);
 # system boots real systemd (nspawn), the emulated arm64 root and the packages.
 TIERS = {
-    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary", "test_drift_station", "test_gray"},
+    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary", "test_drift_station", "test_gray", "test_infer_cli", "test_doctor"},
     "system": {"test_service", "test_harness_nspawn", "test_package"},
 }
 
