@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 WARM_UP_FRACTION = 0.1  # RSS, descriptors and threads "after warm-up": once this share of the frames is done
@@ -118,6 +119,7 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
         "frames_contiguous": numbers == list(range(1, frames + 1)),
         "rejects": sum(r["INSPECTD_VERDICT"] == "REJECT" for r in verdicts),
         "fault_records": sum(r.get("PRIORITY") == "3" for r in records),
+        "faults_by_kind": dict(Counter(f'{r.get("INSPECTD_FAULT")}/{r.get("INSPECTD_ERROR")}' for r in records if r.get("PRIORITY") == "3")),
         "after_warm_up": warm,
         "at_end": last,
         "archive_bytes": archive,
@@ -136,7 +138,8 @@ def print_report(report: dict) -> None:
     rows = [
         ("frames asked / verdict records", f"{report['frames']} / {report['verdict_records']} ({'equal' if report['records_equal_frames'] else 'DIFFERENT'})"),
         ("frame numbers 1..N contiguous", "yes" if report["frames_contiguous"] else "NO"),
-        ("rejects / fault records", f"{report['rejects']} / {report['fault_records']}"),
+        ("rejects / fault records", f"{report['rejects']} / {report['fault_records']}"
+                                    + "".join(f", {kind}: {count}" for kind, count in report["faults_by_kind"].items())),
         ("time, rate", f"{report['seconds']} s, {report['frames_per_s']} frames/s"),
         ("RSS after warm-up -> end", f"{warm.get('rss_mib', 0):.1f} -> {end.get('rss_mib', 0):.1f} MiB (warm-up at frame {warm.get('frames', '?')})"),
         ("file descriptors", f"{warm.get('fds')} -> {end.get('fds')}"),
