@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import DEMO_MODEL
@@ -93,3 +95,39 @@ def test_a_stop_right_after_a_reject(stained, tmp_path):
     gpio = station.devices.gpio
     assert station.run() == 0  # the replay ends at once: the station stops mid-pulse
     assert_full_pulse(gpio.history("GPIO17"))
+
+
+def test_frames_that_keep_getting_no_verdict_stop_the_ready_line_until_one_does(stained, tmp_path):
+    """One bad frame among good ones is a fault record; a run of them (a gray camera on a colour model, a writer
+    producing corrupt files) is a station judging nothing, and the PLC must see it: the ready line stops."""
+    good = stained.parent.parent / "good" / "000.png"
+    gray = cv2.cvtColor(cv2.imread(str(good)), cv2.COLOR_BGR2GRAY)
+    gray_png = cv2.imencode(".png", gray)[1].tobytes()  # the colour demo model refuses it: no verdict
+    files = {f"a{i:02d}.png": good for i in range(8)}
+    files.update({f"b{i:02d}.png": gray_png for i in range(12)})
+    files.update({f"c{i:02d}.png": good for i in range(8)})
+    station, _ = station_over(tmp_path, files, extra='[gpio.ready]\nline = "GPIO27"\nperiod_ms = 40.0\n'
+                                                     '[trigger]\nkind = "interval"\ninterval_ms = 60.0\n')
+    gpio = station.devices.gpio
+    assert station.run() == 0
+    memory = station.extra_outputs[0]
+    assert [v.source for v in memory.verdicts] == [f"a{i:02d}.png" for i in range(8)] + [f"c{i:02d}.png" for i in range(8)]
+    assert len([e for e in memory.events if e.kind == "fault"]) == 12
+    edges = [at for at, _ in gpio.history("GPIO27")]
+    gaps = np.diff(edges)
+    # the ready line toggles every 20 ms while frames are judged; it stands still from the third unjudged
+    # frame (of twelve, one every 60 ms) until the next verdict, and goes on after it
+    assert gaps.max() >= 8 * 0.060, gaps
+    assert len(edges) > 10 and edges[-1] > edges[int(np.argmax(gaps))]
+    assert station.tally.judging and station.tally.unjudged_in_a_row == 0
+
+
+def test_status_says_when_the_station_judges_nothing():
+    from inspectd.daemon.station.tally import UNJUDGED_IN_A_ROW, Tally
+
+    tally = Tally()
+    for _ in range(UNJUDGED_IN_A_ROW - 1):
+        tally.not_judged()
+    assert tally.judging and tally.status(1.0).startswith("inspecting")
+    tally.not_judged()
+    assert not tally.judging and "NOT JUDGING (the last 3 frames got no verdict" in tally.status(1.0)

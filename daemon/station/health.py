@@ -6,7 +6,8 @@
 - ``WATCHDOG=1`` from the inspection loop, and only while the capture thread makes
   progress: a hung camera or inference stops the pings and systemd restarts the service.
 - The ready line's square wave (``[gpio.ready]``), under the same condition and also stopped
-  while the source is down: the PLC sees no edge and knows the inspector is not inspecting.
+  while the source is down or frames keep coming without verdicts (``Tally.judging``): the PLC
+  sees no edge and knows the inspector is not inspecting.
 - ``STATUS=`` every second.
 
 The sd_notify protocol itself is in ``notify``; the square wave's device in ``gpio.heartbeat``.
@@ -64,7 +65,7 @@ class Health:
         if stale < self.hang_timeout_s:
             self.notifier.watchdog(now)
         if self.heartbeat is not None:
-            if stale < HEARTBEAT_STALE_S and self.ready and not tally.source_down:
+            if stale < HEARTBEAT_STALE_S and self.ready and tally.judging:
                 self.heartbeat.healthy()
                 self.heartbeat.tick(now)
             else:

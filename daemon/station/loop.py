@@ -146,6 +146,7 @@ class Station:
         except Exception as exc:  # noqa: BLE001 - the inference and decision's fault boundary
             text = str(exc) if isinstance(exc, InspectdError) else f"could not be inspected: {describe(exc)}"
             self.outputs.fault(Fault.INFERENCE, f"{frame.name}: {text}", exc, source=frame.name)
+            self.tally.not_judged()
             self._done(frame)
             return None
         self.tally.count(verdict)
@@ -264,6 +265,7 @@ class Station:
                 self.inspect(frame)
             case FrameUnreadable(message, error):
                 self.outputs.fault(Fault.FRAME, message, error=error, source=source)
+                self.tally.not_judged()
             case SourceDown(message, error):
                 self.tally.source_down = True
                 self.outputs.fault(Fault.SOURCE, message, error=error, source=source)
