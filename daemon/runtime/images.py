@@ -56,7 +56,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         with open(descriptor, "rb") as handle:
             info = os.fstat(descriptor)
             if not stat.S_ISREG(info.st_mode):
-                raise SourceError(f"is not a regular file ({_kind(info.st_mode)}); only image files are read", file=path,
+                raise SourceError(f"is not a regular file ({file_kind(info.st_mode)}); only image files are read", file=path,
                                   fix="remove it from the folder")
             if info.st_size > MAX_FILE_BYTES:
                 raise SourceError(f"is {info.st_size / 2**20:.0f} MB, more than any frame of {max_pixels / 1e6:g} megapixels",
@@ -75,13 +75,12 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise SourceError("is a JPEG cut short (no end-of-image marker after its last scan); a file still being written?",
                           file=path, fix="write frames under a temporary name and rename them when complete")
     try:
-        with _decoder_warnings(is_jpeg) as warnings:
+        with _jpeg_damage_warnings(is_jpeg) as damage:
             image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     except cv2.error as exc:
         raise SourceError(f"not a readable image ({str(exc).strip().splitlines()[-1][:100]})", file=path, fix="replace the file") from None
-    damage = next((line for line in warnings if any(w in line for w in JPEG_DAMAGE_WARNINGS)), None)
-    if damage is not None:
-        said = damage.decode("ascii", "replace").strip()[:100]
+    if damage:
+        said = damage[0].decode("ascii", "replace").strip()[:100]
         raise SourceError(f"is a damaged JPEG (the decoder said: {said})", file=path, fix="replace the file")
     if image is None or image.size == 0:
         raise SourceError("not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP)", file=path, fix="replace the file")
@@ -96,11 +95,11 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
 
 
 @contextmanager
-def _decoder_warnings(wanted: bool):
-    """The lines the decoder wrote to stderr while decoding, kept from the real stderr.
+def _jpeg_damage_warnings(wanted: bool):
+    """libjpeg's damage warnings (JPEG_DAMAGE_WARNINGS) written to stderr while decoding, kept from the real stderr.
 
-    libjpeg has no other channel for its warnings. Anything another thread wrote to stderr
-    meanwhile is written on to the real stderr afterwards, so nothing is lost.
+    libjpeg has no other channel for its warnings. Anything else written to stderr meanwhile
+    (by another thread, or a harmless warning) is written on to the real stderr afterwards.
     """
     lines: list[bytes] = []
     if not wanted:
@@ -124,14 +123,18 @@ def _decoder_warnings(wanted: bool):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            written = os.pread(sink, os.fstat(sink).st_size, 0)
-            lines.extend(written.splitlines())
-            others = [line for line in written.splitlines(keepends=True) if not any(w in line for w in JPEG_DAMAGE_WARNINGS)]
+            others = b""
+            for line in os.pread(sink, os.fstat(sink).st_size, 0).splitlines(keepends=True):
+                if any(w in line for w in JPEG_DAMAGE_WARNINGS):
+                    lines.append(line)
+                else:
+                    others += line
             if others:
-                os.write(2, b"".join(others))
+                os.write(2, others)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for an error line."""
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
         if test(mode):

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
-from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, read_image
+from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_kind, list_images, read_image
 from inspectd.daemon.station.settings import internal, setting
 from inspectd.daemon.station.sources.interface import BadFrame, Frame, Source, SourceConfig, SourceEnded, SourceFault
 
@@ -393,7 +393,7 @@ def look(entry: os.DirEntry) -> tuple[os.stat_result | None, str | None]:
     """An entry's status (None: gone) and, when it is not an image file, why: then the status is the entry's own, not its target's."""
     try:
         info = entry.stat()  # follows symlinks
-        problem = None if stat.S_ISREG(info.st_mode) else f"is {kind_of(info.st_mode)}, not an image file"
+        problem = None if stat.S_ISREG(info.st_mode) else f"is {file_kind(info.st_mode)}, not an image file"
     except FileNotFoundError:
         if not entry.is_symlink():
             return None, None
@@ -406,11 +406,3 @@ def look(entry: os.DirEntry) -> tuple[os.stat_result | None, str | None]:
         return entry.stat(follow_symlinks=False), problem
     except OSError:
         return None, None
-
-
-def kind_of(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a plain file"
