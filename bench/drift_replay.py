@@ -1,7 +1,7 @@
 """A lighting change replayed through the station, and what the journal then says.
 
 The demo station's good mugs, first as trained, then with the lamp +DELTA grey levels; the
-daemon runs them into a private journald (tests/harness/journald.py: needs root, as the
+daemon runs them into a private journald (inspectd.testing.journald, tests/harness/: needs root, as the
 journald tests do) with a small [drift] window; then `inspectd report` reads that journal:
 reject rate and PASS-score shift per period, the drift record, and a plot.
 
@@ -18,13 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspectd.daemon.demo import demo_model
+from inspectd.daemon.demo.scene import generate_station_dataset
+from inspectd.testing.journald import private_journald
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness.journald import private_journald  # noqa: E402
-
-from inspectd.daemon.demo import demo_model  # noqa: E402
-from inspectd.daemon.demo.scene import generate_station_dataset  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import importlib.util
 import json
 import os
@@ -38,6 +40,27 @@ def shared_dataset(name: str) -> Path:
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The installed CLI in a fresh process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI's own ``main`` in this process, for the unit tier: the same output and exit status a user gets, without
+    a fresh process's second of imports. ``run_cli`` (a real process) is for the integration tier."""
+    from inspectd.daemon.cli import main
+
+    argv = [str(arg) for arg in args]
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["inspectd", *argv], code, out.getvalue(), err.getvalue())
 
 
 def checkpoint_cache() -> Path:
@@ -123,18 +146,16 @@ def demo_model() -> Path:
     return DEMO_MODEL
 
 
-# Tiers: `pytest -m unit -n 2` is the quick one (under a minute: no training, no daemons, no containers,
-# no command-line process per case); integration runs the CLI as a user does, real daemons, real
-# journald, and trains on real images (checkpoints cached above);
-# system boots real systemd (nspawn), the emulated arm64 root and the packages.
-TIERS = {
-    "integration": {"test_station", "test_journal", "test_export", "test_bench", "test_harness_journald", "test_catalogue", "test_soak", "test_metrics", "test_faults", "test_evaluate", "test_report", "test_watch", "test_archive", "test_fault_boundary", "test_drift_station", "test_gray", "test_infer_cli", "test_doctor"},
-    "system": {"test_service", "test_harness_nspawn", "test_package"},
-}
+# Tiers are folders: tests/unit (the quick one, `pytest -m unit -n 2`: no training, no daemon, no
+# command-line process per case), tests/integration (the CLI as a user runs it, real daemons, real
+# journald, training on real images with checkpoints cached above), tests/system (real systemd in
+# nspawn, the emulated arm64 root, the packages). A file's folder is its tier: it cannot land in the wrong one.
+TIERS = ("unit", "integration", "system")
 
 
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        tier = next((name for name, modules in TIERS.items() if module in modules), "unit")
+        tier = Path(item.path).relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.path}: a test file belongs in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))

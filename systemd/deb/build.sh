@@ -65,7 +65,7 @@ fi
 
 # ---- inspectd's own wheel, from a copy of the working tree (nothing is written into the checkout)
 mkdir -p "$work/src" "$work/own"
-tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md daemon export models | tar -C "$work/src" -xf -
+tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md daemon export models tests/harness | tar -C "$work/src" -xf -
 isolation=--no-build-isolation
 "$python" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 68)' 2>/dev/null || isolation=
 pip wheel --quiet --no-deps $isolation --wheel-dir "$work/own" "$work/src" >"$work/wheel.log" 2>&1 ||
@@ -79,6 +79,7 @@ lib=$root/usr/lib/inspectd/python
 pip install --isolated --quiet --no-index --find-links "$wheels" --find-links "$work/own" "${target[@]}" \
     --target "$lib" -r "$here/requirements.txt" "inspectd==$version" >"$work/install.log" 2>&1 ||
     die "installing the $arch runtime from $wheels failed (is requirements.txt complete?): $(grep -m1 ERROR "$work/install.log" || tail -n1 "$work/install.log")"
+rm -rf "$lib/inspectd/testing"  # the tests' harnesses (inspectd.testing): not for a station
 rm -rf "$lib/bin"  # console scripts written for this machine's interpreter; /usr/bin/inspectd replaces them
 find "$lib" -name direct_url.json -path '*.dist-info/*' -delete  # it names this build's temp folder
 [[ -f $lib/inspectd/models/demo-mug/model.xml ]] || die "the demo model is missing from inspectd's wheel"

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_MODEL, ROOT
-from harness.journald import private_journald, unavailable_reason
+from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.daemon.station.outputs.archive import ArchiveConfig, ArchiveOutput
 from inspectd.daemon.station.outputs.archive_files import TEMP_PREFIX, TEMP_SUFFIX

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO_MODEL, ROOT, run_cli
-from harness import arm64, nspawn
+from inspectd.testing import arm64, nspawn
 
 BUILD = ROOT / "systemd" / "deb" / "build.sh"
 CACHE = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.nspawn import DEFAULT_ROOT, booted_container, unavailable_reason
+from inspectd.testing.nspawn import DEFAULT_ROOT, booted_container, unavailable_reason
 
 _reason = unavailable_reason(DEFAULT_ROOT)
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container unavailable: {_reason}")

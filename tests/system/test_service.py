@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO_MODEL, ROOT
-from harness.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
+from inspectd.testing.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 
 _reason = unavailable_reason(DEFAULT_ROOT)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from harness.journald import private_journald, unavailable_reason
+from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 from inspectd.daemon.demo.scene import generate_station_dataset
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from harness.journald import private_journald, unavailable_reason
+from inspectd.testing.journald import private_journald, unavailable_reason
 
 _reason = unavailable_reason()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"private journald unavailable: {_reason}")

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import DEMO_MODEL, run_cli
+from conftest import DEMO_MODEL, cli
 from inspectd.daemon.errors import EX_CONFIG
 from inspectd.daemon.schema import NormalScores
 from inspectd.daemon.station import drift as drift_module
@@ -146,7 +146,7 @@ def config_file(tmp_path: Path, model: Path, drift: str) -> Path:
 def test_drift_keys_are_checked_one_line_each(tmp_path, drift, key, problem):
     path = config_file(tmp_path, DEMO_MODEL, drift)
     for command in ("check", "run") if key == "drift.window" else ("check",):  # run and check share the parser
-        result = run_cli(command, "--config", path)
+        result = cli(command, "--config", path)
         assert result.returncode == EX_CONFIG, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"inspectd: {path}: key {key}: {problem}"), result.stderr
@@ -154,7 +154,7 @@ def test_drift_keys_are_checked_one_line_each(tmp_path, drift, key, problem):
 
 def test_check_says_whether_drift_is_watched_and_why_not(tmp_path):
     path = config_file(tmp_path, DEMO_MODEL, "[drift]\nwindow = 50\nlimit_sigma = 2.5\n")
-    result = run_cli("check", "--config", path)
+    result = cli("check", "--config", path)
     assert result.returncode == 0, result.stderr
     assert "  drift: watching the last 50 PASS scores, alarm beyond ±2.5σ of the normal scores (65.65 ± 12.36 over 10 images)" \
         in result.stdout.splitlines()
@@ -163,8 +163,8 @@ def test_check_says_whether_drift_is_watched_and_why_not(tmp_path):
     metadata = json.loads((folder / "inspectd.json").read_text())
     metadata["normal_scores"] = None  # as `inspectd export` writes it without calibration good images
     (folder / "inspectd.json").write_text(json.dumps(metadata, indent=2))
-    result = run_cli("check", "--config", config_file(tmp_path, folder, ""))
+    result = cli("check", "--config", config_file(tmp_path, folder, ""))
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("  drift: off: the model folder has no normal_scores") for line in result.stdout.splitlines())
-    result = run_cli("check", "--config", config_file(tmp_path, DEMO_MODEL, "[drift]\nenabled = false\n"))
+    result = cli("check", "--config", config_file(tmp_path, DEMO_MODEL, "[drift]\nenabled = false\n"))
     assert "  drift: off ([drift] enabled = false)" in result.stdout.splitlines()

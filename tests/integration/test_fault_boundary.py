@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_MODEL
-from harness.journald import private_journald, unavailable_reason
+from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.gpio.heartbeat import Heartbeat

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.journald import JOURNALD_CONF, private_journald, unavailable_reason
+from inspectd.testing.journald import JOURNALD_CONF, private_journald, unavailable_reason
 
 _reason = unavailable_reason()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=f"private journald unavailable: {_reason}")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_MODEL
-from harness.journald import private_journald, unavailable_reason
+from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.daemon.station.config import load
 from inspectd.daemon.station.loop import Station

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import DEMO_MODEL, SHARED_DATA, run_cli
+from conftest import DEMO_MODEL, SHARED_DATA, cli
 
 
 def station_config(tmp_path: Path, images: Path, roi: str = "") -> Path:
@@ -25,9 +25,9 @@ def test_collects_through_the_roi_and_continues_numbering(tmp_path):
         pytest.skip(f"{cookies} is absent: the real inspection images live in ../shared/data")
     config = station_config(tmp_path, cookies, "roi = [100, 50, 400, 300]\n")
     out = tmp_path / "dataset"
-    first = run_cli("collect", "--config", config, "--out", out, "--count", "5")
+    first = cli("collect", "--config", config, "--out", out, "--count", "5")
     assert first.returncode == 0, first.stderr
-    second = run_cli("collect", "--config", config, "--out", out, "--count", "3", "--label", "crumbs")
+    second = cli("collect", "--config", config, "--out", out, "--count", "3", "--label", "crumbs")
     assert second.returncode == 0, second.stderr
     good = sorted((out / "train" / "good").glob("*.png"))
     assert [p.name for p in good] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
@@ -37,7 +37,7 @@ def test_collects_through_the_roi_and_continues_numbering(tmp_path):
     assert len(list((out / "test" / "crumbs").glob("*.png"))) == 3
     sheet = cv2.imread(str(out / "contact-good.png"))
     assert sheet.shape[1] == 8 * 164 and sheet.shape[0] >= 120
-    again = run_cli("collect", "--config", config, "--out", out, "--count", "2")
+    again = cli("collect", "--config", config, "--out", out, "--count", "2")
     assert sorted(p.name for p in (out / "train" / "good").glob("*.png"))[-2:] == ["005.png", "006.png"]
     assert again.returncode == 0
 
@@ -48,7 +48,7 @@ def test_a_replay_shorter_than_asked_and_bad_labels(tmp_path):
     for index in range(2):
         cv2.imwrite(str(images / f"{index}.png"), np.full((60, 80, 3), 100 + index, np.uint8))
     config = station_config(tmp_path, images)
-    short = run_cli("collect", "--config", config, "--out", tmp_path / "d", "--count", "5")
+    short = cli("collect", "--config", config, "--out", tmp_path / "d", "--count", "5")
     assert short.returncode == 1 and len(list((tmp_path / "d" / "train" / "good").glob("*.png"))) == 2
-    bad = run_cli("collect", "--config", config, "--out", tmp_path / "d", "--count", "1", "--label", "../x")
+    bad = cli("collect", "--config", config, "--out", tmp_path / "d", "--count", "1", "--label", "../x")
     assert bad.returncode == 2 and "--label" in bad.stderr and bad.stderr.count("\n") == 1
