@@ -20,6 +20,7 @@ from inspectd.daemon.evaluation import thresholds
 from inspectd.daemon.evaluation.metrics import auroc
 from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
 from inspectd.daemon.runtime.colour import files_color
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder, sha256_of
 
@@ -202,17 +203,7 @@ def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.nd
         choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective)
     for line in choice.lines():
         progress(line)
-    counts = {"normal_images": int(good.size), "anomalous_images": int(defective.size)}
-    if choice.method == "f1":
-        return schema.Threshold(value=choice.value, source="calibration-f1", f1=_f1(choice), **counts)
-    return schema.Threshold(value=choice.value, source="calibration-frr", target_false_reject_rate=false_reject_rate,
-                            method=choice.method, **counts)
-
-
-def _f1(choice: thresholds.Choice) -> float:
-    caught = choice.catch.count if choice.catch else 0
-    missed = (choice.catch.total - caught) if choice.catch else 0
-    return 2 * caught / (2 * caught + choice.false_reject.count + missed) if caught else 0.0
+    return choice.record()
 
 
 def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float, max_score_error: float,
@@ -243,7 +234,8 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
             progress(f"{precision}: refused ({checks[precision].why})")
             continue
         error = float(np.abs(exported - scores.reference).max() / threshold)
-        flips = int(((exported > threshold) != (scores.exported > threshold)).sum())
+        rule = Rule(threshold)
+        flips = sum(rule.anomalous(a)[0] != rule.anomalous(b)[0] for a, b in zip(exported, scores.exported))
         ok = flips == 0 and error <= max_score_error / 2
         checks[precision] = schema.PrecisionCheck(status="verified" if ok else "refused", executed_as=precision,
                                                   max_relative_score_error=error, verdict_flips=flips)

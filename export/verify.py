@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.images import read_image
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.runtime.selftest import coarse_map
@@ -114,8 +115,10 @@ def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> flo
 
 def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool, max_score_error: float) -> Verification:
     """The figures stored in inspectd.json and printed by export."""
+    # anomalib's own verdict for the reference (it rejects at >= its threshold), the station's rule for the export
     reference_verdict = scores.reference >= reference_threshold if inclusive_reference else scores.reference > reference_threshold
-    flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported > threshold) if a != b]
+    rule = Rule(threshold)
+    flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported) if a != rule.anomalous(b)[0]]
     delta = np.abs(scores.exported - scores.reference)
     worst = int(np.argmax(delta))
     return Verification(

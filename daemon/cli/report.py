@@ -26,7 +26,7 @@ import numpy as np
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.station.config import DEFAULT_PATH
 from inspectd.daemon.station.drift import LIMIT_SIGMA
-from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
+from inspectd.daemon.records import SYSLOG_IDENTIFIER, RecordError, RecordKind, VerdictRecord, kind_of
 
 DRIFT_SIGMAS = LIMIT_SIGMA  # an hour whose PASS mean sits this far from normal is marked, at the daemon's own default limit
 
@@ -71,7 +71,7 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
     if directory is not None and not Path(directory).is_dir():
         raise InspectdError("not a folder of journal files", file=directory, fix="pass the folder journalctl -D would read")
     reader = journal.Reader(path=directory) if directory else journal.Reader()
-    reader.add_match(SYSLOG_IDENTIFIER="inspectd")
+    reader.add_match(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
     if since is not None:
         reader.seek_realtime(since)
     records = []
@@ -81,7 +81,7 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
             break
         if since is not None and stamp < since:
             continue
-        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME"))})
+        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME", "_BOOT_ID"))})
     return records
 
 
@@ -95,23 +95,27 @@ def period_seconds(text: str) -> int:
 def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
     hours: dict[datetime, Period] = defaultdict(Period)
     latencies, faults, drift_alarms, models = [], Counter(), [], Counter()
-    ids = {str(value): key for key, value in MESSAGE_IDS.items()}
+    malformed: list[str] = []
     for record in records:
-        kind = ids.get(str(record.get("MESSAGE_ID", "")).replace("-", ""))
+        kind = kind_of(record)
         stamp = record["__REALTIME_TIMESTAMP"]
-        if kind == "verdict" or "INSPECTD_VERDICT" in record:
+        if kind is RecordKind.VERDICT or "INSPECTD_VERDICT" in record:
+            try:
+                verdict = VerdictRecord.from_entry(record)
+            except RecordError as problem:  # counted and named once, never a NaN in the figures
+                malformed.append(f"{stamp.isoformat(sep=' ', timespec='seconds')}: {problem}")
+                continue
             start = datetime.fromtimestamp(stamp.timestamp() // every_s * every_s)
             hour = hours[start]
             hour.frames += 1
-            rejected = record["INSPECTD_VERDICT"] == "REJECT"
-            hour.rejects += rejected
-            if not rejected:
-                hour.pass_scores.append(float(record["INSPECTD_SCORE"]))
-            latencies.append(float(record["INSPECTD_LATENCY_MS"]))
-            models[record.get("INSPECTD_MODEL", "?")[:12]] += 1
-        elif kind == "fault":
+            hour.rejects += verdict.rejected
+            if not verdict.rejected:
+                hour.pass_scores.append(verdict.score)
+            latencies.append(verdict.latency_ms)
+            models[verdict.model[:12]] += 1
+        elif kind is RecordKind.FAULT:
             faults[fault_kind(record)] += 1
-        elif kind == "drift":
+        elif kind is RecordKind.DRIFT:
             drift_alarms.append({"time": stamp.isoformat(sep=" ", timespec="seconds"), "message": record.get("MESSAGE", "")})
     rows = []
     for start in sorted(hours):
@@ -124,7 +128,7 @@ def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
     frames = sum(r["frames"] for r in rows)
     return {
         "frames": frames, "rejects": sum(r["rejects"] for r in rows), "hours": rows, "faults": dict(faults),
-        "drift_alarms": drift_alarms, "models": dict(models),
+        "drift_alarms": drift_alarms, "models": dict(models), "malformed_records": malformed,
         "normal": None if normal is None else {"mean": normal.mean, "std": normal.std, "count": normal.count},
         "latency_ms": None if not latencies else {q: float(np.percentile(latencies, p)) for q, p in
                                                    (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
@@ -157,6 +161,9 @@ def text(summary: dict, since: datetime | None, until: datetime | None) -> list[
     faults = summary["faults"]
     lines.append("faults: " + (", ".join(f"{kind} {count}" for kind, count in sorted(faults.items())) if faults else "none"))
     lines.append(f"drift alarms: {len(summary['drift_alarms'])}" + "".join(f"\n  {a['time']} {a['message']}" for a in summary["drift_alarms"]))
+    if summary["malformed_records"]:
+        bad = summary["malformed_records"]
+        lines.append(f"verdict records not counted (malformed): {len(bad)}, the first: {bad[0]}")
     if summary["latency_ms"]:
         latency = summary["latency_ms"]
         lines.append(f"latency ms: p50 {latency['p50']:.1f}, p95 {latency['p95']:.1f}, p99 {latency['p99']:.1f}, max {latency['max']:.1f}")

@@ -24,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from inspectd.daemon.errors import ConfigError
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import PRECISIONS
 from inspectd.daemon.station.drift import DriftConfig
 from inspectd.daemon.station.health import ReadyLineConfig
@@ -151,6 +152,14 @@ class Config(Section):
             return [ConfigError(f"'{self.archive.path}' is the watched folder source.path: archived frames would be inspected "
                                 "again as new parts", key="archive.path", fix="archive into another folder, e.g. /var/lib/inspectd/rejects")]
         return []
+
+    def rule(self, folder_threshold: float) -> Rule:
+        """The decision rule this station applies with a model folder whose threshold is ``folder_threshold``: the one
+        place ``[model] threshold`` and ``[decision]`` become a rule (the station, check, evaluate and calibrate)."""
+        decision = self.decision
+        return Rule(threshold=self.model.threshold if self.model.threshold is not None else folder_threshold,
+                    pixel_threshold=decision.pixel_threshold, min_defect_area=decision.min_defect_area,
+                    confirm=(decision.confirm[0], decision.confirm[1]) if decision.confirm else None)
 
     @property
     def outputs(self) -> list[OutputConfig]:

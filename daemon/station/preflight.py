@@ -28,10 +28,12 @@ from pathlib import Path
 from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.runtime.image_header import declared_size
 from inspectd.daemon.runtime.images import list_images
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config, read, threshold_errors, valid_roi
 from inspectd.daemon.station.devices import check_gpio
 from inspectd.daemon.station.drift import drift_watch
+from inspectd.daemon.station.pipeline import load_model
 from inspectd.daemon.station.settings import distinct, every, located, raise_all
 from inspectd.daemon.station.sources import DirectoryConfig, Frame, OpenCVConfig, Picamera2Config, SourceConfig, SourceEnded
 
@@ -49,7 +51,7 @@ class Report:
     errors: list[ConfigError]
     notes: list[str] = field(default_factory=list)  # what was looked at, or not and why; one line each
     model: Model | None = None
-    threshold: float | None = None  # the one the decision applies: model.threshold, else the folder's
+    rule: Rule | None = None  # the decision rule the station would apply (config.rule)
 
 
 def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
@@ -89,20 +91,10 @@ def as_config_error(error: InspectdError, config: Config) -> ConfigError:
     return ConfigError(error.problem, file=error.file or config.file, key=error.key, fix=error.fix)
 
 
-def load_model(config: Config) -> Model:
-    """The model as ``run`` loads it (``pipeline.build_pipeline``): a folder problem is a configuration error."""
-    try:
-        return Model.load(config.model.path, config.model.device, config.model.precision)
-    except ConfigError as error:
-        raise located(error, config.file) from None
-    except InspectdError as error:
-        raise ConfigError(str(error), file=config.file, key="model.path") from None
-
-
 def _model(config: Config, report: Report) -> None:
     model = load_model(config)
     report.model = model
-    report.threshold = config.model.threshold if config.model.threshold is not None else model.threshold
+    report.rule = config.rule(model.threshold)
     raise_all(threshold_errors(config, model.threshold))
 
 

@@ -50,7 +50,7 @@ def verdicts(images: list[Path], first: int = 1) -> list[FrameVerdict]:
         pixels = cv2.imread(str(path))
         inspection = model.infer(pixels, path.name)
         made.append(FrameVerdict(frame=number, source=path.name, verdict=Verdict.REJECT, score=inspection.score,
-                                 threshold=model.threshold, latency_ms=1.0, model_id=model.model_id, defect_area=None,
+                                 rule=model.rule(), latency_ms=1.0, model_id=model.model_id, precision=model.precision, defect_area=None,
                                  inspection=inspection, pixels=pixels))
     return made
 

@@ -3,7 +3,6 @@ in-memory output, a real sd_notify socket, and the daemon as a real process for 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -126,8 +125,7 @@ def check_heatmaps_show_what_was_acted_on(verdicts) -> None:
     for v in verdicts:
         heatmap = cv2.imread(str(v.archived.with_name(v.archived.stem + "-heatmap.png")))
         assert label_colours(heatmap) == {str(v.verdict)}, (v.source, v.verdict, label_colours(heatmap))
-        acted_on = dataclasses.replace(v.inspection, threshold=v.threshold, anomalous=v.rejected)
-        assert np.array_equal(heatmap, overlay(v.pixels, acted_on)), v.source
+        assert np.array_equal(heatmap, overlay(v.pixels, v.inspection, v.rule, v.verdict)), v.source
 
 
 def test_archived_heatmap_shows_the_verdict_and_threshold_acted_on(demo_model, station_images, tmp_path):
@@ -142,13 +140,13 @@ def test_archived_heatmap_shows_the_verdict_and_threshold_acted_on(demo_model, s
     (tmp_path / "inspectd.toml").write_text(config_text)
     memory = MemoryOutput()
     Station(load(tmp_path / "inspectd.toml"), extra_outputs=[memory]).run()
-    assert memory.verdicts and all(v.rejected and not v.inspection.anomalous for v in memory.verdicts)
+    assert memory.verdicts and all(v.rejected and v.score <= model_threshold for v in memory.verdicts)
     check_heatmaps_show_what_was_acted_on(memory.verdicts)
     # min_defect_area larger than the frame: the model alone rejects the stains, the station passes them.
     (tmp_path / "area").mkdir()
     memory, _ = replay(tmp_path / "area", demo_model, station_images / "test" / "stain_large",
                        extra="pass_sample_every = 1\n[decision]\nmin_defect_area = 1000000")
-    assert memory.verdicts and all(not v.rejected and v.inspection.anomalous for v in memory.verdicts)
+    assert memory.verdicts and all(not v.rejected and v.score > v.threshold for v in memory.verdicts)
     check_heatmaps_show_what_was_acted_on(memory.verdicts)
 
 
