@@ -26,7 +26,9 @@ CONNACK_REASONS = {  # paho gives MQTT 3.1.1's CONNACK return codes as MQTT 5 re
     132: ("the broker refused MQTT 3.1.1", "use a broker that speaks MQTT 3.1.1 or 5 (Mosquitto >= 1.3)"),
     133: ("the broker refused the client id", "another client may use inspectd-publish-<station>: give each station its own id"),
     134: ("the broker refused the user name or password", "check mqtt.username and the password (credential mqtt-password)"),
-    135: ("the broker refused this client: not authorized", "allow the user to connect and to publish under the topic prefix (broker ACL)"),
+    # Mosquitto answers a wrong password with this one too.
+    135: ("the broker refused this client: not authorized (a wrong user name or password, or the broker's ACL)",
+          "check mqtt.username and the password (credential mqtt-password), and that the broker lets this user connect"),
     136: ("the broker is unavailable (it refused new connections)", "the broker may be full or starting: retried"),
     137: ("the broker is busy", "retried"),
     151: ("the broker's quota is exceeded (it is full)", "raise the broker's limits, or retried"),
