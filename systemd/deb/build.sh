@@ -108,6 +108,8 @@ grep -qx 'ExecStart=/usr/bin/inspectd run --config /etc/inspectd/inspectd.toml' 
     die "systemd/inspectd.service must start /usr/bin/inspectd run --config /etc/inspectd/inspectd.toml"
 install -D -m 0644 "$repo/systemd/inspectd.catalog" "$root/usr/lib/systemd/catalog/inspectd.catalog"
 install -D -m 0644 "$repo/systemd/inspectd.toml" "$root/etc/inspectd/inspectd.toml"
+install -D -m 0644 "$repo/systemd/inspectd-publish.service" "$root/lib/systemd/system/inspectd-publish.service"
+install -D -m 0644 "$repo/systemd/publish.toml" "$root/etc/inspectd/publish.toml"
 install -D -m 0644 "$here/inspectd.sysusers" "$root/usr/lib/sysusers.d/inspectd.conf"
 install -D -m 0644 "$here/inspectd.tmpfiles" "$root/usr/lib/tmpfiles.d/inspectd.conf"
 install -D -m 0644 "$repo/README.md" "$root/usr/share/doc/inspectd/README.md"
@@ -119,7 +121,7 @@ install -d "$root/DEBIAN"
 sed -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" \
     -e "s|@MAINTAINER@|${INSPECTD_MAINTAINER:-inspectd maintainers <inspectd@localhost>}|" \
     -e "s|@INSTALLED_SIZE@|$(du -sk --apparent-size "$root" | cut -f1)|" "$here/control" >"$root/DEBIAN/control"
-echo /etc/inspectd/inspectd.toml >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/inspectd/inspectd.toml /etc/inspectd/publish.toml >"$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do install -m 0755 "$here/$script" "$root/DEBIAN/$script"; done
 
 deb=$out/inspectd_${version}_${arch}.deb
