@@ -114,7 +114,7 @@ class Publisher:
             self.start_publishing(journal)
         server = self.serve_metrics()
         self.notify("READY=1", f"STATUS=following the journal of {self.unit} as station {self.station}")
-        say(f"station {self.station}: following {self.unit}'s records" + (f", publishing to {Link(mqtt, self.station, self.will(), None).where}"
+        say(f"station {self.station}: following {self.unit}'s records" + (f", publishing to {Link(mqtt, self.station, self.offline(), None).where}"
                                                                           if mqtt else "") +
             (f", metrics on http://{self.config.metrics.listen}/metrics" if server else ""))
         try:
@@ -198,15 +198,13 @@ class Publisher:
 
     # ------------------------------------------------------------------ the broker
 
-    def will(self) -> Message:
-        return self.offline()
-
     def offline(self) -> Message:
+        """The retained ``offline``: the connection's last will, and the goodbye of a clean stop."""
         return Message(self.topics.availability, b"offline", retain=True)
 
     def connect(self, journal: StationJournal, password: str | None) -> None:
         assert self.config.mqtt is not None
-        link = Link(self.config.mqtt, self.station, self.will(), password)
+        link = Link(self.config.mqtt, self.station, self.offline(), password)
         try:
             link.connect()
         except LinkError as failure:
@@ -251,7 +249,10 @@ class Publisher:
     def rewind(self, journal: StationJournal) -> None:
         self.caught_up = False
         if self.acked is not None:
-            journal.resume(self.acked)  # present: it was read this run or the gap was already found
+            gap = journal.resume(self.acked)  # gone only if rotated away while the broker was down
+            if gap is not None and not self.acked.gap_reported and self.gap is None:
+                say(gap.describe())
+                self.gap = gap
             self.last_frame = (self.acked.boot, self.acked.pid, self.acked.frame)
         elif self.first_read is not None:
             journal.rewind(self.first_read)

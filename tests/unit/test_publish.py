@@ -204,3 +204,29 @@ def test_metrics_count_the_records_and_pass_promtool():
         pytest.skip("promtool not found (apt-get install prometheus): the format was not linted")
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# ---------------------------------------------------------------- a fleet's report
+
+
+def test_a_collectors_records_are_reported_per_station_and_in_total():
+    from datetime import datetime
+
+    from inspectd.daemon.cli.report import by_station, station_lines, summarise
+
+    def record(host: str, frame: int, verdict: str) -> dict:
+        entry = verdict_entry(frame, verdict)
+        return {**entry, "_HOSTNAME": host, "__REALTIME_TIMESTAMP": datetime(2026, 11, 29, 6, frame % 60)}
+
+    records = [record("station-a", n, "REJECT" if n % 4 == 0 else "PASS") for n in range(1, 9)]
+    records += [record("station-b", n, "PASS") for n in range(1, 4)]
+    records.append({**event_entry(RecordKind.FAULT, "camera gone", fault="source"), "_HOSTNAME": "station-b",
+                    "__REALTIME_TIMESTAMP": datetime(2026, 11, 29, 6, 30)})
+    stations = by_station(records, None, 3600)
+    fleet = summarise(records, None, 3600)
+    assert {name: (s["frames"], s["rejects"], s["faults"]) for name, s in stations.items()} == {
+        "station-a": (8, 2, {}), "station-b": (3, 0, {"source": 1})}
+    assert (fleet["frames"], fleet["rejects"]) == (11, 2)
+    lines = station_lines(stations, fleet)
+    assert [line.split()[:3] for line in lines[1:]] == [["station-a", "8", "2"], ["station-b", "3", "0"], ["fleet", "total", "11"]]
+    assert by_station(records[:8], None, 3600) == {}  # one station: no per-station table
