@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -114,21 +115,38 @@ def delay(jd, broker, work: Path, rate: float, seconds: float) -> dict:
             "median_in_frame_periods": round(p50 / period, 3), "p99_in_frame_periods": round(p99 / period, 3)}
 
 
-def station_rate(jd, work: Path, images: Path, frames: int, with_publisher: Path | None) -> float:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cgroup_cpu_seconds(jd) -> float:
+    stat = (jd._unit_cgroup("inspectd.service") / "cpu.stat").read_text()
+    return int(next(line.split()[1] for line in stat.splitlines() if line.startswith("usage_usec"))) / 1e6
+
+
+def station_rate(jd, work: Path, images: Path, frames: int, with_publisher: Path | None) -> tuple[float, float, float]:
+    """The station's frames/s, its CPU seconds, and the publisher's CPU seconds meanwhile (0 without one)."""
     config_path = work / "station.toml"
     config_path.write_text(f'[model]\npath = "{ROOT / "models" / "demo-mug"}"\n[source]\nkind = "directory"\npath = "{images}"\n'
                            'mode = "loop"\n[journal]\nlog = "all"\n[archive]\nenabled = false\n')
     follower = publisher(jd, with_publisher) if with_publisher else None
+    if follower is not None:
+        time.sleep(3.0)  # imported and connected: its start-up is not the station's cost
+    follower_cpu = cpu_seconds(follower.pid) if follower is not None else 0.0
+    station_cpu = cgroup_cpu_seconds(jd)
     station = jd.run_inside([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(config_path), "--frames", str(frames)],
                             unit="inspectd.service", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     station.wait()
+    station_cpu = cgroup_cpu_seconds(jd) - station_cpu
     if follower is not None:
         time.sleep(1.0)
+        follower_cpu = cpu_seconds(follower.pid) - follower_cpu
         follower.terminate()
         follower.wait()
     records = jd.read_records(MESSAGE_ID=VERDICT)[-frames:]  # runs one after the other: the last N verdicts are this run's
     first, last = int(records[0]["__MONOTONIC_TIMESTAMP"]), int(records[-1]["__MONOTONIC_TIMESTAMP"])
-    return (len(records) - 1) / ((last - first) / 1e6)
+    return (len(records) - 1) / ((last - first) / 1e6), station_cpu, follower_cpu
 
 
 def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
@@ -141,14 +159,18 @@ def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
         shutil.copy(image, images / f"{image.parent.name}_{image.name}")
     (work / "follow").mkdir()
     follow = config(work / "follow", broker, "follow", first_start="now")
-    alone, followed = [], []
+    alone, followed, cpu = [], [], []
     for _ in range(rounds):
-        alone.append(station_rate(jd, work, images, frames, None))
-        followed.append(station_rate(jd, work, images, frames, follow))
+        alone.append(station_rate(jd, work, images, frames, None)[0])
+        rate, station_cpu, publisher_cpu = station_rate(jd, work, images, frames, follow)
+        followed.append(rate)
+        cpu.append(publisher_cpu / station_cpu)
     a, f = statistics.median(alone), statistics.median(followed)
     return {"frames_per_run": frames, "rounds": rounds, "alone_frames_per_s": [round(x, 2) for x in alone],
             "with_publisher_frames_per_s": [round(x, 2) for x in followed], "with_over_alone": round(f / a, 4),
-            "slowdown_percent": round((1 - f / a) * 100, 2)}
+            "slowdown_percent": round((1 - f / a) * 100, 2),
+            # CPU time is what the publisher takes from the station on a busy machine, and it does not depend on the load
+            "publisher_cpu_over_station_cpu": [round(x, 4) for x in cpu]}
 
 
 def main() -> int:

@@ -131,12 +131,12 @@ class EventRecord:
     origin: Origin = Origin()
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, object]) -> EventRecord:
+    def from_entry(cls, entry: Mapping[str, object], origin: Origin | None = None) -> EventRecord:
         kind = kind_of(entry)
         if kind is None or kind is RecordKind.VERDICT:
             raise RecordError(f"MESSAGE_ID {entry.get('MESSAGE_ID')!r} is not an event record's")
         fields = {name.removeprefix("INSPECTD_").lower(): entry_text(entry, name) or "" for name in entry if name.startswith("INSPECTD_")}
-        return cls(kind=kind, message=entry_text(entry, "MESSAGE", False) or "", fields=fields, origin=Origin.of(entry))
+        return cls(kind=kind, message=entry_text(entry, "MESSAGE", False) or "", fields=fields, origin=origin or Origin.of(entry))
 
     def to_json(self) -> dict[str, object]:
         """Its fields as JSON values: the counts and figures as numbers, the rest as text."""
@@ -194,12 +194,12 @@ class VerdictRecord:
         return written | {name: str(value) for name, value in optional.items() if value is not None}
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, object]) -> VerdictRecord:
+    def from_entry(cls, entry: Mapping[str, object], origin: Origin | None = None) -> VerdictRecord:
         """A verdict record read back (systemd-python's reader gives some fields converted, others as text)."""
         verdict = entry_text(entry, "INSPECTD_VERDICT")
         if verdict not in ("PASS", "REJECT"):
             raise RecordError(f"INSPECTD_VERDICT is {verdict!r}")
-        origin = Origin.of(entry)
+        origin = origin or Origin.of(entry)
         return cls(frame=entry_number(entry, "INSPECTD_FRAME", int), verdict=verdict, score=entry_number(entry, "INSPECTD_SCORE"),
                    threshold=entry_number(entry, "INSPECTD_THRESHOLD"), latency_ms=entry_number(entry, "INSPECTD_LATENCY_MS"),
                    model=entry_text(entry, "INSPECTD_MODEL"), source=entry_text(entry, "INSPECTD_SOURCE"),

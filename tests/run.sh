@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need on a fresh Debian machine, then runs them.
 #   bash tests/run.sh [pytest args]
-# - Debian packages for the real-component tests (journald, systemd-nspawn; dpkg-dev for the packages
+# - Debian packages for the real-component tests (journald, systemd-nspawn, Mosquitto, promtool; dpkg-dev for the packages
 #   systemd/deb/build.sh makes), when run as root; the arm64 root's own (qemu-user-static) come with .ci/arm64-root.sh
-# - .venv with inspectd + the export extra (torch, anomalib) + test tools
+# - .venv with inspectd + the export extra (torch, anomalib) + the plant extra (paho-mqtt) + test tools
 # - the cached Debian root that systemd-nspawn boots (.ci/nspawn-root.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev)
+# mosquitto, openssl: the publisher's broker (tests/harness/mosquitto.py); prometheus: promtool for the metrics;
+# systemd-journal-remote, iproute2: the fleet test (its containers get the journal-remote .debs from this apt)
+packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev
+          mosquitto openssl prometheus systemd-journal-remote iproute2)
 if [[ $(id -u) == 0 ]]; then
     missing=()
     for package in "${packages[@]}"; do
@@ -26,7 +29,7 @@ fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[export,dev]'
+.venv/bin/pip install -q -e '.[export,dev,plant]'
 if pkg-config --exists libsystemd 2>/dev/null; then
     .venv/bin/pip install -q systemd-python
 fi

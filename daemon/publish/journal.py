@@ -41,12 +41,17 @@ class Gap:
 
 
 def open_reader(directory: str | None = None):
+    """systemd-python's reader, converting only the time: the other fields stay text (records.Origin reads them), which
+    halves its cost per record (UUIDs and dates of fields nobody reads)."""
     try:
         from systemd import journal
     except ImportError:
         raise InspectdError("systemd-python is not installed", fix="apt install python3-systemd (or pip install systemd-python)") from None
+    plain = {name: bytes.decode for name in journal.DEFAULT_CONVERTERS}
+    plain.update({"__REALTIME_TIMESTAMP": journal.DEFAULT_CONVERTERS["__REALTIME_TIMESTAMP"], "__CURSOR": str,
+                  "__MONOTONIC_TIMESTAMP": lambda value: value[0], "COREDUMP": bytes})
     try:
-        return journal.Reader(path=directory) if directory else journal.Reader()
+        return journal.Reader(path=directory, converters=plain) if directory else journal.Reader(converters=plain)
     except OSError as exc:
         raise InspectdError(f"the journal cannot be opened ({exc.strerror or exc})", file=directory,
                             fix="run as a member of the systemd-journal group (the unit's SupplementaryGroups=)") from None

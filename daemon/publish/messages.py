@@ -79,24 +79,24 @@ def record_kind(entry: Mapping[str, object], unit: str | None = None) -> str | N
     return None
 
 
-def record_payload(entry: Mapping[str, object], station: str) -> tuple[str, dict]:
+def record_payload(entry: Mapping[str, object], station: str, origin: Origin | None = None) -> tuple[str, dict]:
     """The record's kind and its JSON payload with its idempotency key; RecordError when a verdict is malformed."""
     kind = record_kind(entry)
-    origin = Origin.of(entry)
+    origin = origin or Origin.of(entry)
     prefix = f"{station}/{origin.boot}/{origin.pid}"
     if kind == RecordKind.VERDICT:
-        verdict = VerdictRecord.from_entry(entry)
+        verdict = VerdictRecord.from_entry(entry, origin)
         return kind, {"id": f"{prefix}/{verdict.frame}", "station": station, **verdict.to_json()}
     if kind == UNIT_FAILED:
         body = {"kind": UNIT_FAILED, "message": entry_text(entry, "MESSAGE", False) or "", "unit": entry_text(entry, "UNIT", False),
                 "result": entry_text(entry, "UNIT_RESULT", False), **origin.to_json()}
     else:
-        body = EventRecord.from_entry(entry).to_json()
+        body = EventRecord.from_entry(entry, origin).to_json()
     return str(kind), {"id": f"{prefix}/{kind}@{origin.monotonic_us}", "station": station, **body}
 
 
-def record_message(entry: Mapping[str, object], topics: Topics) -> Message:
-    kind, payload = record_payload(entry, topics.station)
+def record_message(entry: Mapping[str, object], topics: Topics, origin: Origin | None = None) -> Message:
+    kind, payload = record_payload(entry, topics.station, origin)
     return Message(getattr(topics, TOPIC_OF[kind]), dumps(payload), kind=kind)
 
 

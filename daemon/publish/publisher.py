@@ -40,6 +40,9 @@ SAVE_INTERVAL_S = 1.0  # the position is saved this often at most: what a kill -
 STABLE_S = 30.0  # a connection that lasted this long resets the backoff
 REPEAT_S = 300.0  # the same connection failure is said again this often, not at every retry
 READ_BATCH = 500  # records read per turn for the metrics, before the loop looks at the broker again
+# journald wakes its readers at most every 250 ms (its post-change timer); a record is in the mmap'ed file at once, so the
+# loop also looks every POLL_S: a record reaches the broker milliseconds after it is written, not a quarter second.
+POLL_S = 0.02
 GAP = object()  # the tag of the gap message
 
 
@@ -169,14 +172,15 @@ class Publisher:
         readers = [tail.fileno()] + ([journal.fileno()] if journal is not None else [])
         link_fd = link.fileno() if link is not None else None
         busy = link is not None and link.connected and not self.caught_up and link.in_flight() < WINDOW
-        timeout = 0.0 if busy else max(0.0, min(1.0, self.next_attempt - now if journal is not None and link is None else 1.0))
+        timeout = 0.0 if busy else max(0.0, min(POLL_S, self.next_attempt - now if journal is not None and link is None else POLL_S))
         readable, _, _ = select.select(readers + ([link_fd] if link_fd is not None else []),
                                        [link_fd] if link is not None and link.wants_write() else [], [], timeout)
         if tail.fileno() in readable:
             tail.process()
-        if journal is not None and journal.fileno() in readable:
-            journal.process()
-            self.caught_up = False
+        if journal is not None:
+            if journal.fileno() in readable:
+                journal.process()
+            self.caught_up = False  # look again: the record may be there before journald says so
         self.follow(tail)
         if link is not None:
             link.step(0.0, readable=link_fd in readable)
@@ -267,22 +271,21 @@ class Publisher:
                 return
             if self.first_read is None:
                 self.first_read = str(entry["__CURSOR"])
-            message = self.message(entry)
-            link.publish(message, (self.position_of(entry), message.kind))
+            origin = Origin.of(entry)
+            message = self.message(entry, origin)
+            link.publish(message, (self.position_of(entry, origin), message.kind))
             if self.state.update(entry, self.unit):
                 link.publish(state_message(self.state, self.topics))
 
-    def message(self, entry: Mapping[str, object]) -> Message:
+    def message(self, entry: Mapping[str, object], origin: Origin) -> Message:
         try:
-            return record_message(entry, self.topics)
+            return record_message(entry, self.topics, origin)
         except (RecordError, KeyError) as problem:  # published as what it is, never skipped in silence
-            origin = Origin.of(entry)
             body = {"kind": "malformed", "station": self.station, "error": str(problem), "message": entry_text(entry, "MESSAGE", False),
                     "id": f"{self.station}/{origin.boot}/{origin.pid}/malformed@{origin.monotonic_us}", **origin.to_json()}
             return Message(self.topics.event, dumps(body), kind="malformed")
 
-    def position_of(self, entry: Mapping[str, object]) -> Position:
-        origin = Origin.of(entry)
+    def position_of(self, entry: Mapping[str, object], origin: Origin) -> Position:
         boot, pid, frame = self.last_frame
         if record_kind(entry, self.unit) == RecordKind.VERDICT:
             number = entry_text(entry, "INSPECTD_FRAME", False)
