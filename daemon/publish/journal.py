@@ -88,7 +88,11 @@ class StationJournal:
         if where == "all":
             self.reader.seek_head()
         elif where == "boot":
-            self.reader.seek_monotonic(0)
+            try:
+                self.reader.seek_monotonic(0)  # this boot's first record: the boot id from /proc/sys/kernel/random/boot_id
+            except OSError as exc:
+                raise InspectdError(f"this boot's id cannot be read ({exc.strerror or exc})", key="first_start",
+                                    fix='the unit must not hide /proc/sys (ProcSubset=pid), or set first_start = "all" or "now"') from None
         else:
             self.reader.seek_tail()
             self.reader.get_previous()
