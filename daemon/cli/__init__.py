@@ -18,6 +18,20 @@ COMMANDS = (infer, evaluate, calibrate, collect, workstation, run, check, doctor
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 
+DASH_VALUES = ("--since", "--until")  # their values may start with "-" (a relative time, -8h): argparse would take it for an option
+
+
+def joined_dash_values(argv: list[str]) -> list[str]:
+    """``--since -8h`` as ``--since=-8h``, the one form argparse reads for a value that starts with a dash."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in DASH_VALUES and arg.startswith("-") and not arg.startswith("--"):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -27,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(joined_dash_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.run(args)
     except InspectdError as exc:
