@@ -182,7 +182,7 @@ BROKEN = [
     # wrong types
     (lambda m: m["input"].update(height="128"), "input.height", "must be an integer"),
     (lambda m: m["model"].update(layers="blocks.1"), "model.layers", "must be a list of strings"),
-    (lambda m: m["preprocess"]["normalize"].update(mean=[0.5, 0.5]), "preprocess.normalize.mean", "a list of 3 finite numbers"),
+    (lambda m: m["preprocess"]["normalize"].update(mean=[0.5, 0.5]), "preprocess.normalize.mean", "a list of 3 numbers"),
     (lambda m: m.update(threshold=193.2), "threshold", "must be an object"),
     (lambda m: m["verification"].update(passed="yes"), "verification.passed", "true or false"),
     (lambda m: m["self_test"].update(frames=["a", 3]), "self_test.frames", "a list of strings"),
