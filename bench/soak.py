@@ -90,7 +90,7 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
     while daemon.poll() is None:
         try:
             message = notify.recv(4096).decode()
-        except socket.timeout:
+        except TimeoutError:
             message = ""
         for assignment in message.splitlines():
             if assignment.startswith("STATUS=") and " frames, " in assignment:

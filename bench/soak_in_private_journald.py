@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 from inspectd.testing.journald import private_journald
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

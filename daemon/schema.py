@@ -37,7 +37,8 @@ THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on e
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
-COLOR_MODES = ("rgb", "gray")  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
+RGB, GRAY = "rgb", "gray"  # the colour modes: what the model was trained on, so what frames it takes
+COLOR_MODES = (RGB, GRAY)  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
 
 
@@ -156,7 +157,7 @@ class GraphInput(Section):
 
     height: int = setting(checks=(pixels,))
     width: int = setting(checks=(pixels,))
-    color: str = setting(checks=(one_of(*COLOR_MODES),), default="rgb", added=True)
+    color: str = setting(checks=(one_of(*COLOR_MODES),), default=RGB, added=True)
     layout: str = setting(checks=(equals("NHWC", "the only input this runtime feeds"),), default="NHWC")
     color_order: str = setting(checks=(equals("BGR", "the only input this runtime feeds"),), default="BGR")
     dtype: str = setting(checks=(equals("float32", "the only input this runtime feeds"),), default="float32")
@@ -453,7 +454,7 @@ class Preprocessing:
     center_crop: tuple[int, int] | None
     mean: tuple[float, float, float]  # applied inside the graph; recorded for people
     std: tuple[float, float, float]
-    color: str = "rgb"  # the frames the model takes: "rgb", or "gray" (fed as three equal channels)
+    color: str = RGB  # the frames the model takes: "rgb", or "gray" (fed as three equal channels)
 
     @classmethod
     def of(cls, metadata: ModelMetadata | Draft) -> Preprocessing:

@@ -86,7 +86,7 @@ def _guard(checks: list[Check], name: str, step):
     """Run one step; an unexpected error is its FAIL line, never the end of the report."""
     try:
         return step()
-    except Exception as exc:  # doctor reports, it does not stop
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not stop
         checks.append(Check("FAIL", name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
         return None
 
@@ -272,7 +272,7 @@ def _gpio(config, user: str) -> list[Check]:
 
     try:
         chips = list_chips()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a chip listing that fails is a WARN line, not the end of the report
         return [Check("WARN", "gpio", f"cannot list chips ({str(exc).splitlines()[0]})")]
     gpio = config.gpio if config is not None else None
     if gpio is not None and gpio.chip == "memory":
@@ -297,7 +297,7 @@ def _gpio(config, user: str) -> list[Check]:
         return found
     taken = Reservations()
     for key, name in config.gpio_lines():
-        line = next((l for l in chip.lines if str(name) in (l.name, str(l.offset))), None)
+        line = next((each for each in chip.lines if str(name) in (each.name, str(each.offset))), None)
         holder = taken.reserve(line.offset, key) if line is not None else None
         if line is None:
             found.append(Check("FAIL", key, f"no line '{name}' on {chip.name}", "`inspectd doctor` above lists the chips; use a line name like GPIO17"))

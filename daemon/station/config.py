@@ -14,14 +14,9 @@ station's health, ``[drift]`` with the drift watch. See systemd/inspectd.toml fo
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.gpio.reservations import Reservations, configured_line

@@ -30,7 +30,7 @@ class NotifySocket:
         while not self.stop.is_set():
             try:
                 data = self.socket.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             self.messages.append((time.monotonic(), data.decode()))
 

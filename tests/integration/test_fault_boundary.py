@@ -298,11 +298,11 @@ def test_every_broken_configuration_of_the_catalogue_is_refused_by_a_reload(mugs
         base.write_text(write_config(work, broken, images).read_text())
         counted = len(memory.events)
         station.request_reload()
-        answered = lambda m: any(e.kind in ("fault", "reload", "stop") for e in m.events[counted:])  # noqa: E731
+        answered = lambda m: any(e.kind in ("fault", "reload", "stop") for e in m.events[counted:])  # noqa: E731, B023 - used in this turn
         assert memory.wait_for(answered, 120), what
-        ended = lambda m: any(e.kind == "stop" for e in m.events[counted:])  # noqa: E731
+        ended = lambda m: any(e.kind == "stop" for e in m.events[counted:])  # noqa: E731, B023 - used in this turn
         seen = len(memory.verdicts)  # frames captured before the reload were judged before its record
-        assert memory.wait_for(lambda m: len(m.verdicts) > seen or ended(m), 120), f"{what}: inspection stopped after the reload"
+        assert memory.wait_for(lambda m: len(m.verdicts) > seen or ended(m), 120), f"{what}: inspection stopped after the reload"  # noqa: B023
         if ended(memory):
             thread.join(timeout=60)
             assert len(result) == 1 and isinstance(result[0], InspectdError) and result[0].exit_code == 78, (what, result)

@@ -7,7 +7,7 @@ import json
 import math
 import tempfile
 from dataclasses import replace
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,7 @@ checks = st.builds(PrecisionCheck, status=st.sampled_from(PRECISION_STATUSES), e
 metadata = st.builds(
     lambda sizes, **fields: ModelMetadata(input=sizes[0], preprocess=sizes[1], **fields),
     input_and_preprocess(),
-    created=st.datetimes(timezones=st.just(timezone.utc)).map(lambda t: t.isoformat(timespec="seconds")),
+    created=st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat(timespec="seconds")),
     model=st.builds(ModelInfo, backbone=names, layers=st.lists(texts, min_size=1, max_size=4).map(tuple), n_features=st.integers(1, 10**4),
                     feature_positions=st.integers(1, 10**6), checkpoint=names, checkpoint_sha256=hashes),
     outputs=st.builds(Outputs, anomaly_map=names, score=names),
