@@ -5,7 +5,7 @@ Real parts: the demo model's verdicts on demo images, real small filesystems (tm
 limit, mounted in a private mount namespace that vanishes with the scenario: ``unshare --mount``), a real
 private journald and the daemon as a real process for SIGTERM.
 
-Filesystem scenarios run this file as a script inside the namespace (``python tests/test_archive.py NAME ARGS``)
+Filesystem scenarios run this file as a script inside the namespace (``python tests/integration/test_archive.py NAME ARGS``)
 and print what they saw as JSON; the tests judge it.
 """
 
