@@ -142,11 +142,11 @@ class Config(Section):
 
     def rule(self, folder_threshold: float) -> Rule:
         """The decision rule this station applies with a model folder whose threshold is ``folder_threshold``: the one
-        place ``[model] threshold`` and ``[decision]`` become a rule (the station, check, evaluate and calibrate)."""
-        decision = self.decision
+        place ``[model] threshold`` and ``[decision]`` become a rule (the station, check, evaluate and calibrate). Each key
+        of ``[decision]`` is the rule's field of the same name: a new rule setting is a field of both."""
+        decision = {spec.name: getattr(self.decision, spec.name) for spec in fields(self.decision)}
         return Rule(threshold=self.model.threshold if self.model.threshold is not None else folder_threshold,
-                    pixel_threshold=decision.pixel_threshold, min_defect_area=decision.min_defect_area,
-                    confirm=(decision.confirm[0], decision.confirm[1]) if decision.confirm else None)
+                    **{name: tuple(value) if isinstance(value, list) else value for name, value in decision.items()})
 
     @property
     def outputs(self) -> list[OutputConfig]:
