@@ -8,6 +8,7 @@ when it is missing. Every error a user can cause prints one line and exits non-z
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from inspectd.daemon.cli import bench, calibrate, check, collect, demo, doctor, evaluate, infer, report, run, workstation
@@ -56,3 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `inspectd report | head`: the reader left; nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
