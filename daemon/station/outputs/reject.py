@@ -17,6 +17,10 @@ class RejectLineConfig(Section):
     active_low: bool = False
     pulse_ms: float = setting(100.0, above=0, fix="the pulse length in milliseconds the PLC needs, e.g. 100")
 
+    def lines(self) -> dict[str, str]:
+        """The GPIO lines it takes, by key (Config.gpio_lines)."""
+        return {"line": self.line}
+
     def open(self, gpio: GpioBackend) -> RejectOutput | None:
         if not self.line:
             return None

@@ -22,6 +22,8 @@ SIZE_FIX = "the capture size in pixels, e.g. width = 1536, height = 864"
 @dataclass
 class Picamera2Config(SourceConfig):
     kind: ClassVar[str] = "picamera2"
+    modules: ClassVar[tuple[str, ...]] = ("picamera2",)
+    module_fix: ClassVar[str] = "apt install python3-picamera2 and create the venv with --system-site-packages"
 
     width: int = setting(1536, above=0, fix=SIZE_FIX)
     height: int = setting(864, above=0, fix=SIZE_FIX)
@@ -29,6 +31,18 @@ class Picamera2Config(SourceConfig):
 
     def open_kind(self) -> Source:
         return Picamera2Source(self.width, self.height, self.settle_ms)
+
+    def frame_size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def camera_device(self) -> bool:
+        return True
+
+    def preflight(self, notes: list[str]) -> Frame | None:
+        super().preflight([])  # the module is there (the camera itself is not opened)
+        notes.append(f"source: camera not opened (a running daemon may hold it); {self.width}x{self.height} set, the ROI checked "
+                      "against that size; `inspectd doctor` lists the cameras")
+        return None
 
 
 class Picamera2Source:
