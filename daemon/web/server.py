@@ -60,7 +60,7 @@ class Page:
         self.config, self.password = config, password
         self.station = read_station(config.station_config)
         self.model, normal = model_facts(self.station)
-        self.live = LiveReader(self.station.live_path if self.station.live_on else None)
+        self.live = LiveReader(self.station.live_folder if self.station.live_on else None)
         self.follower = Follower(config.journal_directory, config.shifts, normal, self.station.drift_window, self.mark_changed)
         self.images = ImageRecords(config.journal_directory, self.station.archive_path)
         self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-lookup")

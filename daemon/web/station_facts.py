@@ -22,7 +22,8 @@ else:  # pragma: no cover
 # The station's defaults (ModelConfig, ArchiveConfig, LiveConfig, JournalConfig, DriftConfig, SOURCES' default kind).
 MODEL_PATH = "/var/lib/inspectd/model"
 ARCHIVE_PATH = "/var/lib/inspectd/rejects"
-LIVE_PATH = "/run/inspectd/live"
+LIVE_PATH = ""  # the station's default: $RUNTIME_DIRECTORY/live, which is UNIT_LIVE_PATH under inspectd.service
+UNIT_LIVE_PATH = "/run/inspectd/live"
 LIVE_RATE_HZ = 2.0
 SOURCE_KIND = "picamera2"
 DRIFT_WINDOW = 200
@@ -56,9 +57,13 @@ class StationFacts:
     def live_on(self) -> bool:
         return self.live_enabled and self.live_rate_hz > 0
 
+    @property
+    def live_folder(self) -> str:
+        return self.live_path or UNIT_LIVE_PATH
+
     def to_json(self) -> dict[str, object]:
         return {"file": self.file, "found": self.found, "problems": self.problems, "source": self.source_kind, "roi": self.roi,
-                "archive": self.archive_path if self.archive_enabled else None, "live": self.live_path if self.live_on else None,
+                "archive": self.archive_path if self.archive_enabled else None, "live": self.live_folder if self.live_on else None,
                 "live_rate_hz": self.live_rate_hz if self.live_on else 0, "log": self.log, "ready_line": self.ready_line,
                 "drift": {"enabled": self.drift_enabled, "window": self.drift_window, "limit_sigma": self.drift_limit_sigma},
                 "rule": {"threshold_override": self.threshold_override, "min_defect_area": self.min_defect_area, "confirm": self.confirm}}
