@@ -15,7 +15,8 @@ from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.platform_check import problems
 
 # The command modules, in the order `inspectd --help` lists them; imported when the parser is built.
-COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "check", "doctor", "report", "web", "bench", "demo")
+COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "doctor", "report", "web", "bench",
+            "demo")
 # Commands that load their own module only: the station page's process stays light (no OpenCV, numpy or OpenVINO,
 # which the other modules import), within its memory budget.
 ALONE = {"web": "web"}

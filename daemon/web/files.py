@@ -36,10 +36,11 @@ def read_in(folder: Path, name: str, pattern: re.Pattern[str]) -> bytes:
             descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=directory)
         except OSError as exc:  # ELOOP: a symlink; ENOENT: gone (the tap moved on, the quota deleted it)
             raise Refused(f"{name!r}: {exc.strerror}") from None
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:  # a folder, a FIFO, a device: never read
+            os.close(descriptor)
+            raise Refused(f"{name!r} is not a regular file of at most {MAX_BYTES} bytes")
         with os.fdopen(descriptor, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
-                raise Refused(f"{name!r} is not a regular file of at most {MAX_BYTES} bytes")
             return file.read(MAX_BYTES + 1)[:MAX_BYTES]
     finally:
         os.close(directory)

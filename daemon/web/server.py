@@ -81,6 +81,7 @@ class Page:
         tornado.ioloop.PeriodicCallback(self.read_journal, POLL_S * 1000).start()
         tornado.ioloop.PeriodicCallback(self.poll_live, LIVE_POLL_S * 1000).start()
         tornado.ioloop.PeriodicCallback(self.push, PUSH_S * 1000).start()
+        self.poll_live()
         self.read_journal()
 
     def read_journal(self) -> None:

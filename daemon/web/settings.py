@@ -72,7 +72,7 @@ class WebConfig(Section):
             missing = [name for name in ("password", "certificate", "key") if not getattr(self, name)]
             if missing:
                 errors.append(ConfigError(
-                    f"{self.listen!r} is not a loopback address, so the page needs a password and HTTPS: {', '.join(missing)} "
+                    f"{self.listen!r} is not a loopback address, so the page needs a password and HTTPS: {' and '.join([', '.join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)} "
                     f"{'is' if len(missing) == 1 else 'are'} not set", key="listen",
                     fix='set password = "web-password" (a systemd credential: LoadCredential=web-password:/etc/inspectd/web-password) '
                         "and certificate, key (PEM files), or listen on 127.0.0.1 and use an SSH tunnel"))

@@ -73,8 +73,10 @@ class Shown:
 class LiveTap:
     name = "live tap"
 
-    def __init__(self, config: LiveConfig, on_fault: Callable[[Notice], None] | None = None, mode: str = "inspecting") -> None:
+    def __init__(self, config: LiveConfig, on_fault: Callable[[Notice], None] | None = None, mode: str = "inspecting",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.folder = config.folder()
+        self.clock = clock
         self.rate_hz, self.mode = config.rate_hz, mode
         self.period = 1.0 / config.rate_hz if config.rate_hz else float("inf")
         self.notify = on_fault or (lambda notice: None)
@@ -105,7 +107,7 @@ class LiveTap:
         """Counts a frame; True when the next one should be written (the loop's whole cost when it is not)."""
         if self.folder is None or self.closed:
             return False
-        now = time.monotonic()
+        now = self.clock()
         self.seen.append(now)
         if now < self.due_at:
             return False
@@ -153,16 +155,20 @@ class LiveTap:
                 if self.closed:
                     return
                 shown, self.pending = self.pending, None
-            try:
-                self.write(shown)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - the tap's fault boundary: one record per episode
-                if not self.failing:
-                    self.failing = f"live tap: cannot write into {self.folder}: {describe(exc)}; the station page shows no live frame until it can"
-                    self.notify(Notice(EventKind.FAULT, self.failing, {"fault": Fault.OUTPUT, "error": type(exc).__name__}))
-                continue
-            if self.failing:
-                self.failing = ""
-                self.notify(Notice(EventKind.START, f"live tap: writing into {self.folder} again", {"recovered": Fault.OUTPUT}))
+            self.deliver(shown)  # type: ignore[arg-type]
+
+    def deliver(self, shown: Shown) -> None:
+        """``write``, within the tap's fault boundary: one fault record when writes start failing, one when they work again."""
+        try:
+            self.write(shown)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here, the station inspects on
+            if not self.failing:
+                self.failing = f"live tap: cannot write into {self.folder}: {describe(exc)}; the station page shows no live frame until it can"
+                self.notify(Notice(EventKind.FAULT, self.failing, {"fault": Fault.OUTPUT, "error": type(exc).__name__}))
+            return
+        if self.failing:
+            self.failing = ""
+            self.notify(Notice(EventKind.START, f"live tap: writing into {self.folder} again", {"recovered": Fault.OUTPUT}))
 
     def write(self, shown: Shown) -> LiveState:
         """One generation: the frame, its heatmap, then live.json naming them; the oldest generation deleted."""
