@@ -20,7 +20,7 @@ from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.records import MESSAGE_IDS, SYSLOG_IDENTIFIER, RecordKind
-from inspectd.daemon.web.shift import Normal, Shift
+from inspectd.daemon.web.shift import Normal, Shift, stamp
 
 SLICE = 2000  # records read in one turn of the event loop
 POLL_S = 0.5
@@ -94,7 +94,8 @@ class Follower:
                 entry = reader.get_previous()
                 if not entry:
                     break
-                if entry["__REALTIME_TIMESTAMP"] >= start:
+                when = stamp(entry)
+                if when is None or when >= start:
                     continue
                 found.append(kept(entry))
                 message_id = str(entry.get("MESSAGE_ID", "")).replace("-", "")

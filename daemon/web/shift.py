@@ -41,8 +41,11 @@ def text(entry: Mapping[str, object], name: str) -> str:
 
 
 def stamp(entry: Mapping[str, object]) -> datetime | None:
+    """When journald received it, as a naive local time (systemd-python 235 gives an aware one; the page's shifts are local times)."""
     value = entry.get("__REALTIME_TIMESTAMP")
-    return value if isinstance(value, datetime) else None
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone().replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def iso(when: datetime | None) -> str | None:

@@ -307,3 +307,12 @@ def test_the_tap_is_off_at_rate_0_and_without_a_place_to_write(monkeypatch):
     assert LiveConfig().folder() == Path("/run/inspectd/live")
     assert not LiveTap(LiveConfig(rate_hz=0)).due()
     assert {spec.name for spec in fields(LiveConfig)} >= {"enabled", "path", "rate_hz"}
+
+
+def test_the_reader_s_aware_times_fold_into_a_shift_of_local_times():
+    """systemd-python 235 gives __REALTIME_TIMESTAMP with the local zone; shifts start at naive local times."""
+    shift = Shift(start=T0)
+    aware = (T0 + timedelta(minutes=5)).astimezone()
+    shift.add(verdict(aware, 1, 50.0))
+    shift.add(verdict((T0 - timedelta(minutes=5)).astimezone(), 2, 50.0))
+    assert shift.frames == 1 and shift.rejects == 1

@@ -62,7 +62,7 @@ function renderLive(live, state) {
     return;
   }
   text("setup-note", tap.note || "");
-  text("live-age", "frame " + tap.seq + ", " + fixed(live.age_s, 1) + " s ago");
+  text("live-age", "tap #" + tap.seq + ", written " + fixed(live.age_s, 1) + " s ago");
   if (tap.seq !== lastSeq) {
     lastSeq = tap.seq;
     swapImage($("live-image"), "/live/" + tap.frame);
