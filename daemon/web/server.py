@@ -43,6 +43,8 @@ from inspectd.daemon.web.security import HEADERS, HSTS, REALM, credentials_match
 from inspectd.daemon.web.settings import WebConfig, is_loopback
 from inspectd.daemon.web.station_facts import read_station
 
+FACTS_EVERY_S = 30.0  # the station's file and the model folder are read again this often (a new model, a moved archive)
+STALE_TAP_S = 5.0  # a continuous station whose tap is older than this (or 5 of its periods) has stopped taking frames
 PUSH_S = 0.25  # state changes are sent at most this often
 HEARTBEAT_S = 1.0  # and at least this often (the ages on the page move on)
 LIVE_POLL_S = 0.1
@@ -81,6 +83,7 @@ class Page:
         tornado.ioloop.PeriodicCallback(self.read_journal, POLL_S * 1000).start()
         tornado.ioloop.PeriodicCallback(self.poll_live, LIVE_POLL_S * 1000).start()
         tornado.ioloop.PeriodicCallback(self.push, PUSH_S * 1000).start()
+        tornado.ioloop.PeriodicCallback(self.refresh_facts, FACTS_EVERY_S * 1000).start()
         self.poll_live()
         self.read_journal()
 
@@ -95,6 +98,39 @@ class Page:
             return
         if more:
             tornado.ioloop.IOLoop.current().add_callback(self.read_journal)
+
+    def refresh_facts(self) -> None:
+        """The station's file and the model folder again: a new model or a moved archive shows without restarting the page.
+        (A changed drift window or journal takes a restart of the page: the shift would have to be read again.)"""
+        station = read_station(self.config.station_config)
+        model, normal = model_facts(station)
+        if (station, model) == (self.station, self.model):
+            return
+        self.station, self.model = station, model
+        self.follower.normal = self.follower.shift.normal = normal
+        folder = station.live_folder if station.live_on else None
+        if (self.live.folder and str(self.live.folder)) != folder:
+            self.live = LiveReader(folder)
+        if self.images.archive != station.archive_path:
+            self.images = ImageRecords(self.config.journal_directory, station.archive_path)
+        self.mark_changed()
+
+    def ready(self) -> dict[str, object]:
+        """The ready line's state from the journal, and a doubt the live tap raises about it (a station killed without a
+        stop record, a camera that stopped giving frames: the journal alone cannot tell)."""
+        ready = self.follower.shift.ready()
+        tap, station = self.live, self.station
+        if not ready["running"] or tap.folder is None or not self.follower.caught_up:
+            return ready
+        if tap.state is None:
+            ready["doubt"] = ("the station's live tap is gone: the station is not running, though it wrote no stop record "
+                              "(killed, or the machine restarted)")
+        else:
+            age, period = time.time() - tap.state.time, 1.0 / tap.state.rate_hz if tap.state.rate_hz else 0.0
+            if age > max(STALE_TAP_S, 5 * period) and not station.frames_on_demand:
+                ready["doubt"] = (f"no new frame for {age:.0f} s: the camera or the inspection has stopped; the watchdog restarts "
+                                  "a hung station")
+        return ready
 
     def poll_live(self) -> None:
         if self.live.poll():
@@ -115,7 +151,7 @@ class Page:
             follower = self.follower
             state = {
                 "server_time": time.time(), "station": self.station.to_json(), "model": self.model,
-                "live": self.live.to_json(time.time()), "shift": follower.shift.to_json(),
+                "live": self.live.to_json(time.time()), "shift": follower.shift.to_json() | {"ready": self.ready()},
                 "journal": {"caught_up": follower.caught_up, "read": follower.read_so_far, "problem": follower.problem,
                             "directory": self.config.journal_directory or None},
             }

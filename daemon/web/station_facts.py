@@ -26,6 +26,7 @@ LIVE_PATH = ""  # the station's default: $RUNTIME_DIRECTORY/live, which is UNIT_
 UNIT_LIVE_PATH = "/run/inspectd/live"
 LIVE_RATE_HZ = 2.0
 SOURCE_KIND = "picamera2"
+TRIGGER_KIND = "continuous"
 DRIFT_WINDOW = 200
 DRIFT_LIMIT_SIGMA = 1.5
 UNJUDGED_IN_A_ROW = 3  # station.tally: frames in a row without a verdict that stop the ready line
@@ -44,6 +45,8 @@ class StationFacts:
     live_path: str = LIVE_PATH
     live_rate_hz: float = LIVE_RATE_HZ
     source_kind: str = SOURCE_KIND
+    source_mode: str = ""  # a directory source's mode
+    trigger_kind: str = TRIGGER_KIND
     roi: list[int] | None = None
     log: str = "all"  # [journal] log: "all" or "rejects"
     drift_enabled: bool = True
@@ -56,6 +59,11 @@ class StationFacts:
     @property
     def live_on(self) -> bool:
         return self.live_enabled and self.live_rate_hz > 0
+
+    @property
+    def frames_on_demand(self) -> bool:
+        """Frames come only with parts (a GPIO trigger, a watched folder): a quiet tap is an idle line, not a hung station."""
+        return self.trigger_kind == "gpio" or self.source_mode == "watch"
 
     @property
     def live_folder(self) -> str:
@@ -75,7 +83,8 @@ KEYS = (
     ("decision", "min_defect_area", "min_defect_area", int), ("decision", "confirm", "confirm", list),
     ("archive", "enabled", "archive_enabled", bool), ("archive", "path", "archive_path", str),
     ("live", "enabled", "live_enabled", bool), ("live", "path", "live_path", str), ("live", "rate_hz", "live_rate_hz", (int, float)),
-    ("source", "kind", "source_kind", str), ("source", "roi", "roi", list), ("journal", "log", "log", str),
+    ("source", "kind", "source_kind", str), ("source", "mode", "source_mode", str), ("trigger", "kind", "trigger_kind", str),
+    ("source", "roi", "roi", list), ("journal", "log", "log", str),
     ("drift", "enabled", "drift_enabled", bool), ("drift", "window", "drift_window", int),
     ("drift", "limit_sigma", "drift_limit_sigma", (int, float)),
 )

@@ -80,7 +80,8 @@ def state(port: int) -> dict | None:
 def station_toml(path: Path, images: Path, archive: Path, live: Path, extra: str = "") -> Path:
     path.write_text(f'[model]\npath = "{DEMO_MODEL}"\n\n[source]\nkind = "directory"\npath = "{images}"\nmode = "loop"\n{extra}\n'
                     f'[trigger]\nkind = "interval"\ninterval_ms = 150\n\n[journal]\nlog = "all"\n\n'
-                    f'[archive]\npath = "{archive}"\n\n[live]\npath = "{live}"\nrate_hz = 2\n')
+                    f'[archive]\npath = "{archive}"\n\n[live]\npath = "{live}"\nrate_hz = 2\n\n'
+                    '[gpio]\nchip = "memory"\n[gpio.reject]\nline = "GPIO17"\n[gpio.ready]\nline = "GPIO27"\n')
     return path
 
 

@@ -164,3 +164,25 @@ def test_off_loopback_every_request_needs_the_password_over_https(station):
         with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
             response, _ = get(config.port, "/api/state", headers={"Authorization": right})  # plain HTTP to the HTTPS port
             assert response.status != 200
+
+
+def test_the_live_tap_raises_a_doubt_the_journal_cannot(station):
+    """A station killed without a stop record, or a camera that stopped giving frames, still reads as running in the journal."""
+    from datetime import datetime
+
+    from inspectd.daemon.records import MESSAGE_IDS, RecordKind
+
+    page = Page(web(station), None)
+    page.follower.caught_up = True
+    page.follower.shift.add({"MESSAGE_ID": MESSAGE_IDS[RecordKind.START], "MESSAGE": "started", "__REALTIME_TIMESTAMP": datetime.now()})
+    page.poll_live()
+    assert page.ready()["running"] and "doubt" not in page.ready()
+    page.live.state.time -= 60
+    assert "no new frame for 60 s" in page.ready()["doubt"]
+    (station["tmp"] / "live" / "live.json").unlink()
+    page.poll_live()
+    assert "live tap is gone" in page.ready()["doubt"]
+    station["config"].write_text(station["config"].read_text() + '[trigger]\nkind = "gpio"\n')
+    page.refresh_facts()
+    assert page.station.frames_on_demand
+    page.close()

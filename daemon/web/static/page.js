@@ -20,7 +20,7 @@ function element(tag, content, className) {
 
 function render(state) {
   received = { serverTime: state.server_time, at: Date.now() };
-  renderReady(state.shift.ready);
+  renderReady(state.shift.ready, state.station);
   renderProblems(state);
   renderLive(state.live, state);
   renderShift(state.shift, state.station, state.journal);
@@ -32,11 +32,13 @@ function render(state) {
   }
 }
 
-function renderReady(ready) {
+function renderReady(ready, station) {
   const badge = $("ready");
-  badge.className = "badge " + (ready.running ? "running" : ready.state === "unknown" ? "unknown" : "stopped");
-  badge.textContent = "ready line: " + (ready.running ? "RUNNING" : ready.state.toUpperCase());
-  text("ready-why", ready.why + (ready.since ? " (since " + clock(ready.since) + ")" : ""));
+  const doubt = ready.running && ready.doubt;
+  badge.className = "badge " + (doubt ? "doubt" : ready.running ? "running" : ready.state === "unknown" ? "unknown" : "stopped");
+  badge.textContent = (station.ready_line ? "ready line: " : "station: ") + (doubt ? "IN DOUBT" : ready.running ? "RUNNING" : ready.state.toUpperCase());
+  text("ready-why", (doubt ? ready.doubt : ready.why) + (ready.since && !doubt ? " (since " + clock(ready.since) + ")" : "") +
+       (station.ready_line ? "" : " · no ready line is configured ([gpio.ready] line)"));
 }
 
 function renderProblems(state) {
