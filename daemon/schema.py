@@ -402,6 +402,12 @@ class ModelMetadata(Section):
 
 
 def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:
+    crop, resize = preprocess.center_crop, preprocess.resize.size
+    if crop is not None:  # a shorter-edge resize to n gives at least n x n; a crop larger than the resize fits no frame
+        smallest = resize if isinstance(resize, tuple) else (resize, resize)
+        if crop[0] > smallest[0] or crop[1] > smallest[1]:
+            raise ModelFolderError(f"center_crop {list(crop)} is larger than what resize {_show(resize)} gives: no frame could be "
+                                   "inspected", key="preprocess.center_crop", fix=FIX)
     size = preprocess.output_size()
     if size is not None and size != (graph_input.height, graph_input.width):
         raise ModelFolderError(f"gives {list(size)} pixels but input is [{graph_input.height}, {graph_input.width}]",

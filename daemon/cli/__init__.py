@@ -23,6 +23,20 @@ ALONE = {"web": "web"}
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 
+DASH_VALUES = ("--since", "--until")  # their values may start with "-" (a relative time, -8h): argparse would take it for an option
+
+
+def joined_dash_values(argv: list[str]) -> list[str]:
+    """``--since -8h`` as ``--since=-8h``, the one form argparse reads for a value that starts with a dash."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in DASH_VALUES and arg.startswith("-") and not arg.startswith("--"):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def build_parser(modules: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -32,7 +46,7 @@ def build_parser(modules: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = joined_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser((ALONE[argv[0]],) if argv and argv[0] in ALONE else COMMANDS).parse_args(argv)
     try:
         return args.run(args)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 
 def add_to(commands) -> None:
@@ -31,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def measure(model_dir: str, width: int, height: int, frames: int, precision: str) -> str:
+    import numpy as np
     import openvino as ov
 
     from inspectd.daemon.runtime.cost import graph_cost, peak_rss_mib

@@ -34,11 +34,11 @@ from inspectd.daemon.station.outputs.interface import OutputConfig
 from inspectd.daemon.station.outputs.journal import JournalConfig
 from inspectd.daemon.station.outputs.live import LiveConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
+from inspectd.daemon.station.paths import DEFAULT_PATH
 from inspectd.daemon.station.settings import Section, collect, internal, raise_all, setting
 from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, SourceConfig
 from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 
-DEFAULT_PATH = Path("/etc/inspectd/inspectd.toml")
 THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, threshold.value)"
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none

@@ -8,7 +8,8 @@ looked at without side effects, and every problem reported at once.
 - the GPIO chip and each configured line: present and free, read from the chip's line info (no line requested);
 - the archive folder: creatable and writable, judged on the nearest folder that exists (nothing created);
 - the frame size limit against this machine's memory.
-- the drift watch: on, or off and why (a model folder without normal scores).
+- the drift watch: on, or off and why (a model folder without normal scores);
+- the first frame judged by the model and the rule, as ``run`` will judge it (its colour mode, its size).
 
 A part is looked at only when its table has no error (its defaults stand in for what was set aside, and
 judging those would report problems the file does not have).
@@ -32,6 +33,7 @@ from inspectd.daemon.station.devices import check_gpio
 from inspectd.daemon.station.drift import drift_watch
 from inspectd.daemon.station.pipeline import load_model
 from inspectd.daemon.station.settings import distinct, every, located, raise_all
+from inspectd.daemon.station.sources import Frame
 
 # Memory one frame pixel costs from its file to its verdict (decode, crop, resize, map, archive copy): issue 9
 # measured 2.3 GB for a 12000x12000 PNG, 16 bytes a pixel. source.max_pixels must fit this machine at that rate.
@@ -47,6 +49,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was looked at, or not and why; one line each
     model: Model | None = None
     rule: Rule | None = None  # the decision rule the station would apply (config.rule)
+    frame: Frame | None = None  # the source's first frame, where check could take one
 
 
 def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
@@ -65,7 +68,8 @@ def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
     parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source),
              ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
              ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive),
-             ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift)]
+             ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift),
+             ("source", clean("source", "model.path", "model.device", "model.precision"), _first_frame_judged)]
     for table, wanted, part in parts:
         if wanted:
             try:
@@ -102,13 +106,26 @@ def _drift(config: Config, report: Report) -> None:
 
 def _source(config: Config, report: Report) -> None:
     """Each kind knows what can be checked of it without disturbing a running daemon (``SourceConfig.preflight``)."""
-    frame = config.source.preflight(report.notes)
+    frame = report.frame = config.source.preflight(report.notes)
     if frame is None:
         return
     height, width = frame.pixels.shape[:2]
     if config.decision.min_defect_area > width * height:
         raise ConfigError(f"{config.decision.min_defect_area} pixels is more than the {width}x{height} frame has: no part would "
                           "ever be rejected", key="decision.min_defect_area", fix=f"at most {width * height}; 0 = off")
+
+
+def _first_frame_judged(config: Config, report: Report) -> None:
+    """The first frame through the model and the rule, as ``run`` will judge it: a frame the model cannot take (a gray
+    camera on a colour model, a frame smaller than the model's crop) would fault every frame and never make the station ready."""
+    if report.frame is None or report.model is None or report.rule is None:
+        return
+    try:
+        inspection = report.model.infer(report.frame.pixels, report.frame.name)
+        report.rule.judge()(inspection.score, inspection.anomaly_map)
+    except InspectdError as error:
+        raise ConfigError(f"its first frame cannot be judged: {error}", key="source",
+                          fix="make the source give what the model folder was trained on, or use a model folder trained on it") from None
 
 
 def _gpio_lines(daemon_may_run: bool):

@@ -80,10 +80,11 @@ precisions = st.sampled_from(INFERENCE_PRECISIONS)
 @st.composite
 def input_and_preprocess(draw) -> tuple[GraphInput, Preprocess]:
     height, width = draw(pixel_counts), draw(pixel_counts)
+    at_least = st.integers(max(height, width), 8192)  # a crop fits inside what the resize gives
     resize, crop = draw(st.sampled_from([
         ((height, width), None),  # exact resize
-        (draw(pixel_counts), (height, width)),  # shorter edge, then crop
-        ((draw(pixel_counts), draw(pixel_counts)), (height, width)),  # exact resize, then crop
+        (draw(at_least), (height, width)),  # shorter edge, then crop
+        ((draw(st.integers(height, 8192)), draw(st.integers(width, 8192))), (height, width)),  # exact resize, then crop
     ]))
     normalize = Normalize(mean=draw(st.tuples(finite, finite, finite)), std=draw(st.tuples(positive, positive, positive)))
     preprocess = Preprocess(resize=Resize(size=resize), center_crop=crop, normalize=normalize, recorded_in_checkpoint=draw(st.booleans()))

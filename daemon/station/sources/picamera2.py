@@ -16,6 +16,7 @@ from inspectd.daemon.errors import SourceError
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.sources.interface import Frame, Source, SourceConfig, SourceFault
 
+SETTLE_MAX_MS = 30_000
 SIZE_FIX = "the capture size in pixels, e.g. width = 1536, height = 864"
 
 
@@ -27,7 +28,9 @@ class Picamera2Config(SourceConfig):
 
     width: int = setting(1536, above=0, fix=SIZE_FIX)
     height: int = setting(864, above=0, fix=SIZE_FIX)
-    settle_ms: int = setting(1500, minimum=0, fix="milliseconds for exposure and white balance to settle before they are locked")
+    # At most SETTLE_MAX_MS: the first frame, and READY=1, come after it, within the unit's TimeoutStartSec (120 s).
+    settle_ms: int = setting(1500, minimum=0, maximum=SETTLE_MAX_MS,
+                             fix=f"milliseconds for exposure and white balance to settle before they are locked; at most {SETTLE_MAX_MS}")
 
     def open_kind(self) -> Source:
         return Picamera2Source(self.width, self.height, self.settle_ms)
