@@ -5,6 +5,9 @@
 const $ = (id) => document.getElementById(id);
 const sharpnessHistory = [];  // [seq, value], the last minute or so
 let lastSeq = null, lastRejects = null, bestSharpness = 0, received = null, galleryOldest = null;
+const galleryShown = new Set();  // names of the tiles on the page: new rejects are added before them, nothing is rebuilt
+let galleryBusy = false, galleryAgain = false, galleryLast = 0;
+const GALLERY_EVERY_MS = 2000, GALLERY_PAGE = 24;  // gallery.PAGE
 
 function text(id, value) { $(id).textContent = value; }
 function fixed(value, digits) { return value === null || value === undefined ? "–" : Number(value).toFixed(digits); }
@@ -28,7 +31,7 @@ function render(state) {
   renderVerdicts(state.shift);
   if (state.shift.rejects !== lastRejects) {
     lastRejects = state.shift.rejects;
-    loadGallery();
+    refreshGallery();
   }
 }
 
@@ -220,6 +223,19 @@ function renderVerdicts(shift) {
   if (!shift.recent_faults.length) faults.replaceChildren(element("li", "none this shift"));
 }
 
+function refreshGallery() {
+  // At most one request every GALLERY_EVERY_MS, however fast rejects come; the last one is never skipped.
+  if (galleryBusy) { galleryAgain = true; return; }
+  const wait = galleryLast + GALLERY_EVERY_MS - Date.now();
+  if (wait > 0) { galleryBusy = true; setTimeout(() => { galleryBusy = false; refreshGallery(); }, wait); return; }
+  galleryBusy = true;
+  galleryLast = Date.now();
+  loadGallery().finally(() => {
+    galleryBusy = false;
+    if (galleryAgain) { galleryAgain = false; refreshGallery(); }
+  });
+}
+
 async function loadGallery(older = false) {
   const query = older && galleryOldest ? "?before=" + encodeURIComponent(galleryOldest) : "";
   let answer;
@@ -232,7 +248,9 @@ async function loadGallery(older = false) {
   }
   text("gallery-where", "newest first, from " + answer.archive);
   const gallery = $("gallery");
-  const tiles = answer.pictures.map((picture) => {
+  const fresh = answer.pictures.filter((picture) => !galleryShown.has(picture.name));
+  const tiles = fresh.map((picture) => {
+    galleryShown.add(picture.name);
     const tile = element("button", undefined, "tile");
     tile.type = "button";
     tile.dataset.name = picture.name;
@@ -245,10 +263,16 @@ async function loadGallery(older = false) {
     tile.addEventListener("click", () => openPicture(picture, score));
     return tile;
   });
-  if (older) gallery.append(...tiles); else gallery.replaceChildren(...tiles);
-  if (answer.pictures.length) galleryOldest = answer.pictures[answer.pictures.length - 1].name;
-  $("gallery-more").hidden = answer.pictures.length === 0;
-  if (!older && answer.pictures.length === 0) gallery.replaceChildren(element("p", "no rejects archived", "caption"));
+  const first = galleryOldest === null, empty = $("gallery-empty");
+  if (empty && tiles.length) empty.remove();
+  if (older) gallery.append(...tiles); else gallery.prepend(...tiles);
+  if (answer.pictures.length && (older || first)) galleryOldest = answer.pictures[answer.pictures.length - 1].name;
+  if (older || first) $("gallery-more").hidden = answer.pictures.length < GALLERY_PAGE;  // a short page was the last
+  if (!older && galleryShown.size === 0 && !empty) {
+    const note = element("p", "no rejects archived", "caption");
+    note.id = "gallery-empty";
+    gallery.replaceChildren(note);
+  }
 }
 
 function openPicture(picture, score) {
