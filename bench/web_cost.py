@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "models" / "demo-mug"
 RATES = (0.0, 2.0, 10.0)
+WRITES: list[tuple[float, int]] = []  # (the tap writer's CPU seconds, frames written) of every round with the tap on
 BUDGET_MB = 60.0
 
 
@@ -86,6 +87,7 @@ def station_rate(frames: list[np.ndarray], rate_hz: float, count: int, live: Pat
     taps = [output for output in station.pipeline.outputs if hasattr(output, "busy_s")]
     written = sum(tap.seq for tap in taps)
     share = sum(tap.busy_s for tap in taps) / max(times.cpu[-1] - times.cpu[0], 1e-9)
+    WRITES.append((sum(tap.busy_s for tap in taps), written)) if rate_hz else None
     if rate_hz and written < min(rate_hz * seconds, count) / 2:
         raise SystemExit(f"the tap wrote {written} frames in {seconds:.1f} s at {rate_hz:g}/s")
     return (len(times.at) - 1) / seconds, (times.cpu[-1] - times.cpu[0]) / (len(times.cpu) - 1), share
@@ -215,6 +217,11 @@ def main() -> None:
         lines.append(f"| {'off' if rate == 0 else f'{rate:g}/s'} | {fps:.1f} | {fps / fps_off:.3f} | {cpu * 1000:.2f} | {cpu_off / cpu:.3f} | "
                      f"{share:.2%} |")
     print("\n".join(lines))
+    per_write = sum(busy for busy, _ in WRITES) / max(sum(count for _, count in WRITES), 1)
+    station_cpu_per_s = fps_off * cpu_off  # the CPU a second the station had here, tap off
+    print(f"the tap's writer: {per_write * 1000:.2f} CPU ms a frame written ({sum(c for _, c in WRITES)} frames); at 2/s that is "
+          f"{2 * per_write * 1000:.1f} CPU ms a second: {2 * per_write / station_cpu_per_s:.2%} of the {station_cpu_per_s * 1000:.0f} CPU ms "
+          f"a second the station had in this run, {2 * per_write / 2.0:.2%} of a station that has both cores")
     print(f"the page, following the station for {args.seconds:g} s with 4 event streams:")
     memory = page_memory(args.seconds)
     print(f"| page peak RSS | page RSS | bare Python + tornado | station RSS | records followed | peak / 60 MB budget | peak / floor |\n"

@@ -7,8 +7,8 @@ The station itself never touches the network: the page, a process of its own, re
   (``RuntimeDirectory=inspectd``, removed when the service stops). Run outside systemd with no path
   set, the station has no tap (a developer's shell or a test writes nothing into the host's /run).
 - On the inspection loop a verdict costs a clock read; when one is due, the loop hands it over and
-  a thread of its own measures the setup aids, scales the frame down, encodes it and writes the files,
-  so the tap never delays a verdict. A frame that comes while the previous one is still being written
+  a thread of its own (at niceness 10: on busy cores the inspection is served first) measures the setup
+  aids, scales the frame down, encodes it and writes the files, so the tap never delays a verdict. A frame that comes while the previous one is still being written
   replaces it (the page wants the latest, not every one).
 - A folder the tap cannot write to is one fault record (INSPECTD_FAULT=output) until it works again
   (a start record, INSPECTD_RECOVERED=output): never a record per frame, never a lost verdict.
@@ -39,6 +39,7 @@ from inspectd.daemon.station.verdict import FrameVerdict
 JPEG_QUALITY = 80
 RATE_MAX_HZ = 30.0
 FPS_WINDOW = 64  # frames over which the frame rate is measured
+WRITER_NICE = 10  # the writer thread's niceness: about a tenth of an inspection thread's share of a busy core
 
 
 @dataclass
@@ -150,6 +151,10 @@ class LiveTap:
     # ---------------------------------------------------------------- the writer thread
 
     def _write_loop(self) -> None:
+        try:  # best effort: when the cores are busy the scheduler serves the inspection first (lowering one's priority needs no privilege)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+        except (OSError, AttributeError):
+            pass
         while True:
             with self.lock:
                 self.lock.wait_for(lambda: self.pending is not None or self.closed)
