@@ -54,7 +54,7 @@ class Aids:
     """Setup aids, measured on the frame's grey levels before any compression."""
 
     sharpness: float  # variance of the Laplacian: rises as the image gets sharper (compare it with itself, not across scenes)
-    histogram: list[int]  # HISTOGRAM_BINS bins of grey levels 0-255
+    histogram: list[int]  # HISTOGRAM_BINS bins of grey levels 0-255, counted on every other row and column
     clipped_dark: float  # share of pixels at or below CLIPPED_DARK
     clipped_bright: float  # share of pixels at or above CLIPPED_BRIGHT
     mean: float  # mean grey level

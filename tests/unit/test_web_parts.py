@@ -253,10 +253,10 @@ def test_setup_aids_measure_focus_exposure_and_clipping():
     assert aids(sharp, 0).sharpness > 4 * aids(blurred, 0).sharpness > 0
     frame = np.full((100, 100, 3), 128, np.uint8)
     frame[:10] = 0  # 10% black
-    frame[10:15] = 255  # 5% white
+    frame[10:16] = 255  # 6% white
     measured = aids(frame, 12.5)
-    assert measured.clipped_dark == pytest.approx(0.10) and measured.clipped_bright == pytest.approx(0.05)
-    assert sum(measured.histogram) == 100 * 100 and measured.histogram[32] == 8500 and measured.fps == 12.5
+    assert measured.clipped_dark == pytest.approx(0.10) and measured.clipped_bright == pytest.approx(0.06)
+    assert sum(measured.histogram) == 50 * 50 and measured.histogram[32] == 50 * 42 and measured.fps == 12.5  # every other row, column
 
 
 class Clock:

@@ -39,6 +39,9 @@ from inspectd.daemon.station.verdict import FrameVerdict
 JPEG_QUALITY = 80
 RATE_MAX_HZ = 30.0
 FPS_WINDOW = 64  # frames over which the frame rate is measured
+# The heatmap's opacity by colour level (0-255 is 0 to twice the threshold): clear below a third of the threshold,
+# opaque from the threshold up.
+ALPHA = (np.clip((np.arange(256) / 255.0 - 1 / 6) / (1 / 2 - 1 / 6), 0.0, 1.0) * 255).astype(np.uint8)
 WRITER_NICE = 10  # the writer thread's niceness: about a tenth of an inspection thread's share of a busy core
 
 
@@ -224,7 +227,8 @@ def aids(pixels: np.ndarray, fps: float) -> Aids:
     """Focus, exposure and clipping, on the frame's own grey levels (before scaling or compression)."""
     gray = pixels if pixels.ndim == 2 else pixels[:, :, 0] if pixels.shape[2] == 1 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
     _, deviation = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S, ksize=3))
-    counts = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    # Exposure from every other row and column: the same shares to a fraction of a percent, at a quarter of the cost.
+    counts = cv2.calcHist([np.ascontiguousarray(gray[::2, ::2])], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     total = max(int(counts.sum()), 1)
     return Aids(sharpness=float(deviation[0, 0]) ** 2, histogram=[int(n) for n in counts.reshape(HISTOGRAM_BINS, -1).sum(axis=1)],
                 clipped_dark=float(counts[: CLIPPED_DARK + 1].sum()) / total, clipped_bright=float(counts[CLIPPED_BRIGHT:].sum()) / total,
@@ -235,10 +239,9 @@ def heatmap_png(model_map: np.ndarray, threshold: float) -> bytes:
     """The map on the archive's fixed scale (runtime.heatmap): blue 0, green the threshold, red twice the threshold or more;
     transparent where it is far below the threshold (under a third of it), opaque from the threshold up, so the frame shows
     through where nothing is suspect."""
-    scaled_map = np.clip(np.nan_to_num(model_map, nan=0.0, posinf=2 * threshold) / (2.0 * threshold), 0.0, 1.0)
-    colours = cv2.applyColorMap((scaled_map * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = (np.clip((scaled_map - 1 / 6) / (1 / 2 - 1 / 6), 0.0, 1.0) * 255).astype(np.uint8)
-    ok, png = cv2.imencode(".png", np.dstack([colours, alpha]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    levels = cv2.convertScaleAbs(np.nan_to_num(model_map, nan=0.0, posinf=2 * threshold), alpha=255.0 / (2.0 * threshold))
+    colours = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
+    ok, png = cv2.imencode(".png", cv2.merge([*cv2.split(colours), cv2.LUT(levels, ALPHA)]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ValueError("OpenCV could not encode the heatmap")
     return png.tobytes()
