@@ -316,3 +316,15 @@ def test_the_reader_s_aware_times_fold_into_a_shift_of_local_times():
     shift.add(verdict(aware, 1, 50.0))
     shift.add(verdict((T0 - timedelta(minutes=5)).astimezone(), 2, 50.0))
     assert shift.frames == 1 and shift.rejects == 1
+
+
+def test_the_tap_writes_less_often_rather_than_take_more_than_its_share_of_the_cpu(tmp_path):
+    clock = Clock()
+    tap = LiveTap(LiveConfig(path=str(tmp_path / "live"), rate_hz=2.0), clock=clock)
+    assert tap.due()
+    tap.busy_s += 1.0  # as if writing had taken a CPU second while the station took hardly any
+    clock.now += 1.0
+    assert not tap.due() and tap.over_budget == 1
+    tap.busy_s = 0.0
+    clock.now += 1.0
+    assert tap.due()
