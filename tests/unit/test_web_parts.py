@@ -322,9 +322,10 @@ def test_the_tap_writes_less_often_rather_than_take_more_than_its_share_of_the_c
     clock = Clock()
     tap = LiveTap(LiveConfig(path=str(tmp_path / "live"), rate_hz=2.0), clock=clock)
     assert tap.due()
-    tap.busy_s += 1.0  # as if writing had taken a CPU second while the station took hardly any
+    tap.busy_s += 1.0  # as if writing had taken a CPU second in a second
     clock.now += 1.0
     assert not tap.due() and tap.over_budget == 1
-    tap.busy_s = 0.0
-    clock.now += 1.0
-    assert tap.due()
+    clock.now += 60.0  # 1.5% of a minute's core is 0.9 s: still over
+    assert not tap.due()
+    clock.now += 10.0  # of 71 s: 1.07 s, the second is within it
+    assert tap.due() and tap.over_budget == 2
