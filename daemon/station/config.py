@@ -27,6 +27,7 @@ from inspectd.daemon.station.health import ReadyLineConfig
 from inspectd.daemon.station.outputs.archive import ArchiveConfig
 from inspectd.daemon.station.outputs.interface import OutputConfig
 from inspectd.daemon.station.outputs.journal import JournalConfig
+from inspectd.daemon.station.outputs.live import LiveConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
 from inspectd.daemon.station.paths import DEFAULT_PATH
 from inspectd.daemon.station.settings import Section, collect, internal, raise_all, setting
@@ -37,7 +38,7 @@ THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, thresh
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
 
-__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "ModelConfig",
+__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "LiveConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
 
 
@@ -78,6 +79,7 @@ class Config(Section):
     # verdicts in this order: the archive names the file before the journal records it.
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)  # the latest frame for the station page (inspectd web)
     drift: DriftConfig = field(default_factory=DriftConfig)
     gpio: GpioConfig | None = None  # absent: no GPIO at all
     file: str = internal("")  # where it was read from, for messages
