@@ -62,7 +62,7 @@ def when(text: str | None, now: datetime) -> datetime | None:
         units = {"m": "minutes", "h": "hours", "d": "days"}
         return now - timedelta(**{units[relative[2]]: int(relative[1])})
     try:
-        return datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip()).astimezone()  # a time without a zone is this machine's local time
     except ValueError:
         raise InspectdError(f"'{text}' is not a time", key="--since/--until", fix='use "2026-11-29 06:00" or -8h, -30m, -2d') from None
 
@@ -81,6 +81,7 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
     records = []
     for entry in reader:
         stamp = entry["__REALTIME_TIMESTAMP"]
+        stamp = stamp if stamp.tzinfo else stamp.astimezone()  # older systemd-python gives local naive times
         if until is not None and stamp > until:
             break
         if since is not None and stamp < since:
@@ -209,7 +210,7 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    now = datetime.now()
+    now = datetime.now().astimezone()  # aware, as the journal's timestamps are
     since, until = when(args.since, now), when(args.until, now)
     normal = _normal_scores(args.model)
     summary = summarise(read_records(args.directory, since, until), normal, period_seconds(args.every))
