@@ -32,7 +32,7 @@ from inspectd.daemon.station.outputs.archive_files import TEMP_PREFIX, TEMP_SUFF
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # conftest.py, for this file run as a script
 _reason = unavailable_reason()
 needs_namespace = pytest.mark.skipif(_reason is not None, reason=f"no private mount namespace: {_reason}")
 
