@@ -1,5 +1,5 @@
 """The publisher's configuration: its own file (/etc/inspectd/publish.toml), apart from the station's, parsed into
-sections that check their own values (the station's Section machinery) and checked as a whole before anything
+sections over the one field machinery (``fields.setting``; the station's ``settings`` reads the tables) and checked as a whole before anything
 connects. Every problem is one line naming the file, the key and the fix; ``inspectd publish --check`` prints them
 all and exits 78 (EX_CONFIG), which the unit does not restart.
 
@@ -15,17 +15,13 @@ import os
 import re
 import socket
 import ssl
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-from inspectd.daemon.station.settings import Section, collect, internal, raise_all, setting
+from inspectd.daemon.fields import internal, setting
+from inspectd.daemon.station.settings import Section, collect, raise_all
 
 DEFAULT_PATH = Path("/etc/inspectd/publish.toml")
 CREDENTIAL = "mqtt-password"  # LoadCredential=mqtt-password:... in inspectd-publish.service
