@@ -18,7 +18,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 
 class RecordKind(enum.StrEnum):
@@ -98,7 +98,7 @@ class Origin:
     def of(cls, entry: Mapping[str, object]) -> Origin:
         stamp = entry.get("__REALTIME_TIMESTAMP")
         if isinstance(stamp, (str, int)) and str(stamp).isdigit():  # journalctl -o json gives microseconds as text
-            stamp = datetime.fromtimestamp(int(stamp) / 1e6, timezone.utc)
+            stamp = datetime.fromtimestamp(int(stamp) / 1e6, UTC)
         boot = entry_text(entry, "_BOOT_ID", False)
         pid = entry_text(entry, "_PID", False)
         monotonic = entry.get("__MONOTONIC_TIMESTAMP")

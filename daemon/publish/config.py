@@ -1,11 +1,11 @@
 """The publisher's configuration: its own file (/etc/inspectd/publish.toml), apart from the station's, parsed into
-sections over the one field machinery (``fields.setting``; the station's ``settings`` reads the tables) and checked as a whole before anything
-connects. Every problem is one line naming the file, the key and the fix; ``inspectd publish --check`` prints them
+sections over the one field machinery (``fields.setting``; the station's ``settings`` reads the tables) and checked
+as a whole before anything connects. Every problem is one line naming the file, the key and the fix; ``inspectd publish --check`` prints them
 all and exits 78 (EX_CONFIG), which the unit does not restart.
 
-    >>> config = load("systemd/publish.toml")                # doctest: +SKIP
-    >>> config.mqtt.host, config.metrics.listen              # doctest: +SKIP
-    ('localhost', '0.0.0.0:9811')
+    >>> config = load("systemd/publish.toml")                # the shipped example, from the repository's root
+    >>> config.mqtt.host, config.mqtt.broker_port, config.metrics.listen
+    ('localhost', 1883, '0.0.0.0:9811')
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ import pytest
 
 from conftest import DEMO_MODEL
 from inspectd.daemon.demo.scene import generate_station_dataset
-from inspectd.daemon.publish.messages import TOPIC_OF
 from inspectd.daemon.records import MESSAGE_IDS, RecordKind
 from inspectd.testing.journald import private_journald
 from inspectd.testing.journald import unavailable_reason as journald_reason
