@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,15 @@ def test_the_shipped_example_is_valid_and_says_what_it_would_do():
     result = cli("publish", "--config", ROOT / "systemd" / "publish.toml", "--check")
     assert result.returncode == 0, result.stderr
     assert "publishing to mqtt://localhost:1883 under inspectd/" in result.stdout and "metrics on http://0.0.0.0:9811/metrics" in result.stdout
+
+
+def test_the_publish_command_loads_its_own_module_only():
+    """`inspectd publish` stays light, as `inspectd web` does (cli.ALONE): no OpenCV, numpy, OpenVINO or station loop."""
+    probe = ("import sys; from inspectd.daemon.cli import main; main(['publish', '--config', sys.argv[1], '--check']); "
+             "print(sorted(m for m in ('numpy', 'cv2', 'openvino', 'inspectd.daemon.station.loop', 'inspectd.daemon.cli.run') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT / "systemd" / "publish.toml")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout
 
 
 @pytest.mark.parametrize("text, key, words", [
