@@ -34,7 +34,9 @@ SCHEMA = "inspectd-model"
 SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
 SELFTEST_FILE = "selftest.npz"
 THRESHOLD_SOURCES = ("checkpoint", "calibration-frr", "calibration-f1", "calibration-quantile")
-THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on enough good images, or a normal fit of too few
+# calibration-frr: a one-sided tolerance bound (evaluation.thresholds): an order statistic of enough good images, or a Gumbel fit
+# of fewer; "empirical" and "normal-fit" are the estimators of folders written before it
+THRESHOLD_METHODS = ("order-statistic", "gumbel-fit", "empirical", "normal-fit")
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
@@ -220,6 +222,10 @@ class Threshold(Section):
     quantile: float | None = spec(fraction, default=None)  # calibration-quantile
     target_false_reject_rate: float | None = spec(fraction, default=None)  # calibration-frr
     method: str | None = spec(one_of(*THRESHOLD_METHODS), default=None)  # calibration-frr
+    confidence: float | None = spec(fraction, default=None)  # calibration-frr: at most the target with this confidence
+    false_reject_expected: float | None = spec(unit_interval, default=None)  # calibration-frr: the line's rate, median estimate
+    false_reject_bounds: tuple[float, float] | None = spec(lambda b: None if 0 <= b[0] <= b[1] <= 1 else f"must be [low, high] within [0, 1], got {_show(b)}",
+                                                           default=None)  # each at ``confidence``
     normal_images: int | None = spec(not_negative, default=None)
     anomalous_images: int | None = spec(not_negative, default=None)
     rule: str = spec(equals(THRESHOLD_RULE, "the only rule this runtime applies"), default=THRESHOLD_RULE)

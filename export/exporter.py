@@ -18,7 +18,7 @@ from inspectd.daemon import schema
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.evaluation import thresholds
 from inspectd.daemon.evaluation.metrics import auroc
-from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
+from inspectd.daemon.evaluation.thresholds import DEFAULT_CONFIDENCE, DEFAULT_FALSE_REJECT_RATE
 from inspectd.daemon.runtime.colour import files_color
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
@@ -52,6 +52,7 @@ def export_checkpoint(
     max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
     threshold_for: str = "false-rejects",
     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
+    confidence: float = DEFAULT_CONFIDENCE,
     prefix: str = "inspectd export",
     color: str = "auto",
 ) -> schema.ModelMetadata:
@@ -79,7 +80,7 @@ def export_checkpoint(
             f"(and optionally defect sub-folders) to measure the threshold"
         )
     with atomic_folder(out) as work:
-        rule = (threshold_for, false_reject_rate)
+        rule = (threshold_for, false_reject_rate, confidence)
         with quiet():
             meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix, color)
     progress(f"wrote {out}")
@@ -128,7 +129,7 @@ def _color(color: str, samples: list, calibration_dir, progress) -> str:
 
 
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = "rgb") -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float, float], prefix: str, color: str = "rgb") -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -185,7 +186,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
 
 
 def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.ndarray, use_checkpoint_threshold: bool,
-               progress, rule: tuple[str, float]) -> schema.Threshold:
+               progress, rule: tuple[str, float, float]) -> schema.Threshold:
     if use_checkpoint_threshold:
         value = checkpoint.threshold
         tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, value * 1e-6)
@@ -196,11 +197,11 @@ def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.nd
         return schema.Threshold(value=settled, source="checkpoint", checkpoint_value=value,
                                 note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
     good, defective = scores.exported[~labels], scores.exported[labels]
-    threshold_for, false_reject_rate = rule
+    threshold_for, false_reject_rate, confidence = rule
     if threshold_for == "f1" and labels.any():
         choice = thresholds.f1_optimal(good, defective)
     else:
-        choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective)
+        choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective, confidence)
     for line in choice.lines():
         progress(line)
     return choice.record()

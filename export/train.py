@@ -15,7 +15,7 @@ from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.colour import files_color
 from inspectd.daemon.runtime.images import list_images
 
-from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
+from inspectd.daemon.evaluation.thresholds import DEFAULT_CONFIDENCE, DEFAULT_FALSE_REJECT_RATE
 
 from . import weights as backbone_weights
 from .exporter import atomic_folder, export_checkpoint
@@ -45,6 +45,7 @@ def train(
     n_features: int | None = None,
     force: bool = False,
     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> Path:
     data_dir, out = Path(data_dir), Path(out)
     if out.exists() and not force:
@@ -66,7 +67,7 @@ def train(
             _say(f"fitting PaDiM {backbone} {image_size}x{image_size} on {data_dir}")
             _fit(model, train_dirs, work)
         export_checkpoint(work / "model.ckpt", work / "model", calibration_dir=calibration, threshold_from="calibration",
-                          false_reject_rate=false_reject_rate, prefix="inspectd train", color=color,
+                          false_reject_rate=false_reject_rate, confidence=confidence, prefix="inspectd train", color=color,
                           progress=lambda message: _say(message.replace(str(work), str(out))))
         shutil.rmtree(work / "engine", ignore_errors=True)
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")

@@ -7,8 +7,9 @@ Every image goes through the station's own runtime (at this device's precision) 
 (its configuration: ``cli.station_rule``; with a minimum defect area the threshold is chosen on
 ``Rule.critical_score``, so the rates shown are the station's); the threshold
 is set for the false-reject rate asked for (default 1%) or F1-optimal, the resulting rates are
-shown with 95% confidence intervals, and a request the sample cannot support is refused (with
-``--accept-estimate`` the normal-fit estimate is taken). Only ``inspectd.json`` changes, written
+shown with their bounds, and a request the good images cannot support without assuming how their
+scores are distributed is refused (with ``--accept-estimate`` the Gumbel-fit bound is taken:
+``evaluation.thresholds``). Only ``inspectd.json`` changes, written
 atomically: the graph, the verification and the self-test stay valid (the threshold is
 metadata), and the folder is loaded again, self-test included, before the command succeeds.
 With ``--min-defect-area`` it also suggests ``[decision] min_defect_area``: the largest area
@@ -34,7 +35,10 @@ def add_to(commands) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--max-false-reject-rate", type=float, default=0.01, metavar="R", help="share of good parts rejected (default 0.01)")
     target.add_argument("--target", choices=("f1",), help="F1-optimal instead (needs defect images)")
-    parser.add_argument("--accept-estimate", action="store_true", help="take a normal-fit estimate when too few good images can show the rate")
+    parser.add_argument("--confidence", type=float, default=0.9, metavar="C",
+                        help="the false-reject rate is at most R with this confidence (default 0.9); README 'Scores and thresholds'")
+    parser.add_argument("--accept-estimate", action="store_true",
+                        help="take the Gumbel-fit bound when the good images are too few for a distribution-free one")
     parser.add_argument("--min-defect-area", action="store_true", help="also suggest [decision] min_defect_area")
     parser.add_argument("--dry-run", action="store_true", help="show the result, change nothing")
     station_rule.add_to(parser)
@@ -46,11 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.errors import InspectdError
     from inspectd.daemon.evaluation.dataset import labelled_images
     from inspectd.daemon.evaluation.measure import score_all
-    from inspectd.daemon.evaluation.thresholds import f1_optimal, for_false_reject_rate
+    from inspectd.daemon.evaluation.thresholds import check_target, f1_optimal, for_false_reject_rate, images_needed
     from inspectd.daemon.runtime.model import Model
 
-    if not 0 < args.max_false_reject_rate < 1:
-        raise InspectdError(f"--max-false-reject-rate {args.max_false_reject_rate}: must be a share between 0 and 1", fix="e.g. 0.01 for 1%")
+    try:
+        check_target(args.max_false_reject_rate, args.confidence)
+    except InspectdError as exc:
+        raise InspectdError(f"--max-false-reject-rate {args.max_false_reject_rate:g} --confidence {args.confidence:g}: {exc.problem}",
+                            fix=exc.fix) from None
     folder = Path(args.model_dir)
     model = Model.load(folder)
     applied = station_rule.station_rule(args, model)
@@ -69,15 +76,17 @@ def run(args: argparse.Namespace) -> int:
                                 fix="add defect folders, or use --max-false-reject-rate")
         choice = f1_optimal(good, defective)
     else:
-        choice = for_false_reject_rate(good, args.max_false_reject_rate, defective if defective.size else None)
+        choice = for_false_reject_rate(good, args.max_false_reject_rate, defective if defective.size else None, args.confidence)
     print(f"was    threshold {model.threshold:.4f} ({model.folder.metadata.threshold.source})")
     if not rule.per_frame:
         print(f"note   {rule.describe()}: the rates below are per frame; a part's rate depends on how many frames each part gives")
     print("\n".join(choice.lines()))
     if not choice.supported and not args.accept_estimate:
-        raise InspectdError(f"{good.size} good images cannot show a false-reject rate of {args.max_false_reject_rate:.2%}", file=args.data_dir,
-                            fix=f"add good images (at least {int(np.ceil(1 / args.max_false_reject_rate))}), ask for a higher rate, "
-                                "or pass --accept-estimate to take the normal-fit estimate")
+        needed = images_needed(args.max_false_reject_rate, args.confidence)
+        raise InspectdError(f"{good.size} good images cannot bound a false-reject rate of {args.max_false_reject_rate:.2%} at "
+                            f"{args.confidence:.0%} confidence without assuming how their scores are distributed", file=args.data_dir,
+                            fix=f"add good images (at least {needed}), ask for a higher rate, or pass --accept-estimate to take the "
+                                "Gumbel-fit bound printed above")
     if args.min_defect_area:
         print(_area_suggestion(model, scored, rule, choice.value))
     if applied.threshold_overridden:

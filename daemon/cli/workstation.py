@@ -19,6 +19,8 @@ def add_to(commands) -> None:
     export.add_argument("--threshold-for", choices=("false-rejects", "f1"), default="false-rejects",
                         help="a threshold measured on --calibration: for --false-reject-rate on its good images (default), or F1-optimal")
     export.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R", help="target share of good parts rejected (default 0.01)")
+    export.add_argument("--confidence", type=_confidence, default=0.9, metavar="C",
+                        help="the false-reject rate is at most R with this confidence (default 0.9)")
     export.add_argument("--color", choices=("auto", "rgb", "gray"), default="auto",
                         help="what the checkpoint was trained on: auto (default) reads it from --calibration (colour without it)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -33,6 +35,8 @@ def add_to(commands) -> None:
                        "quarter of 256 at the same AUROC)")
     train.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R",
                        help="the threshold is set for this share of good parts rejected, on held-out good images (default 0.01)")
+    train.add_argument("--confidence", type=_confidence, default=0.9, metavar="C",
+                       help="the false-reject rate is at most R with this confidence (default 0.9)")
     train.add_argument("--layers", nargs="+", help="backbone layers (defaults per backbone)")
     train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -41,8 +45,15 @@ def add_to(commands) -> None:
 
 def _rate(text: str) -> float:
     value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1 (e.g. 0.01 for 1%)")
+    if not 1e-6 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 1e-6 and 1 (e.g. 0.01 for 1%)")
+    return value
+
+
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a confidence between 0.5 and 1 (e.g. 0.9 for 90%)")
     return value
 
 
@@ -60,12 +71,13 @@ def run_export(args: argparse.Namespace) -> int:
     exporter = workstation_module("exporter")
     exporter.export_checkpoint(args.checkpoint, args.out, tuple(args.input_size) if args.input_size else None,
                                args.calibration, args.threshold_from, args.force, threshold_for=args.threshold_for,
-                               false_reject_rate=args.false_reject_rate, color=args.color)
+                               false_reject_rate=args.false_reject_rate, confidence=args.confidence, color=args.color)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     training = workstation_module("train")
     training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-                   layers=args.layers, n_features=args.n_features, force=args.force, false_reject_rate=args.false_reject_rate)
+                   layers=args.layers, n_features=args.n_features, force=args.force, false_reject_rate=args.false_reject_rate,
+                   confidence=args.confidence)
     return 0

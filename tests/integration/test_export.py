@@ -154,9 +154,10 @@ def test_nan_threshold_needs_calibration(cookie, tmp_path):
     result = run_cli("export", checkpoint, "--out", tmp_path / "frr", "--calibration", normal_only)
     assert result.returncode == 0, result.stderr
     meta = written(tmp_path / "frr")
-    # 14 good images cannot show a 1% false-reject rate: a normal fit, above every good score, and a warning
+    # 14 good images cannot bound a 1% false-reject rate without an assumption: a Gumbel fit, and a warning saying so
     assert meta.threshold.source == "calibration-frr" and meta.threshold.target_false_reject_rate == 0.01
-    assert meta.threshold.method == "normal-fit" and "cannot show a false-reject rate below 7.1%" in result.stderr
+    assert meta.threshold.method == "gumbel-fit" and "14 good images are too few for a distribution-free bound" in result.stderr
+    assert meta.threshold.confidence == 0.9 and meta.threshold.false_reject_bounds[1] == pytest.approx(0.01, abs=1e-4)
     normal = meta.normal_scores
     assert normal.count == 14 and normal.max < meta.threshold.value
     assert meta.calibration_image_auroc is None  # no defect images to measure it on
