@@ -233,6 +233,21 @@ class Threshold(Section):
     note: str | None = None
 
 
+def digests(values: tuple[str, ...]) -> str | None:
+    return next((f"must list image digests (16 lowercase hex digits), got {_show(v)}" for v in values if not re.fullmatch(r"[0-9a-f]{16}", v)),
+                None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRoles(Section):
+    """Which images fitted the model and which set its threshold, each by the first 16 hex digits of its file's sha256:
+    ``evaluate`` and ``calibrate`` tell which of the images they are given played a part (``evaluation.roles``)."""
+
+    fit: tuple[str, ...] | None = spec(digests, default=None, null=True)  # None: not known (exported from a checkpoint)
+    threshold: tuple[str, ...] = spec(digests)
+    threshold_cross_fitted: bool  # the threshold's images are the fitting ones, each scored by a model fitted without it
+
+
 @dataclass(frozen=True, kw_only=True)
 class NormalScores(Section):
     """Scores of the calibration good images: what drift monitoring compares live scores with."""
@@ -380,6 +395,7 @@ class ModelMetadata(Section):
     calibration_image_auroc: float | None = spec(unit_interval, default=None)  # with labelled calibration images
     verification: Verification
     self_test: SelfTest
+    images: ImageRoles | None = spec(default=None, added=True)  # None: not recorded (folders written before it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -397,14 +413,23 @@ class ModelMetadata(Section):
             raise ModelFolderError(exc.problem, file=file, key=exc.key, fix=exc.fix) from None
 
     def write(self, folder: Path) -> None:
-        """inspectd.json, atomically: a reader sees the old file or the new one, never half of one."""
+        """inspectd.json, atomically: a reader sees the old file or the new one, never half of one. When it cannot be
+        written (a read-only folder, a full disk), the old file stays, no temporary is left, and the OSError is raised."""
         path = Path(folder) / METADATA_FILE
         temporary = path.with_name(f".{METADATA_FILE}.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        created = False
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                created = True
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            if created:
+                temporary.unlink(missing_ok=True)
+            raise
 
 
 def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:

