@@ -24,9 +24,11 @@ from inspectd.daemon.evaluation.thresholds import DEFAULT_CONFIDENCE, DEFAULT_FA
 from inspectd.daemon.runtime.colour import files_color
 
 from . import calibration, crossfit
+from . import choose as chooser
 from . import weights as backbone_weights
 from .exporter import atomic_folder, export_verified
 from .progress import Bar, lightning_bar, quiet
+from .choose import DEFAULT_BUDGET_MINUTES
 from .sizes import ImageSize, aspect_size
 
 DEFAULTS = {
@@ -61,7 +63,6 @@ class Spec:
 class Fitted:
     spec: Spec
     work: Path  # holds model.ckpt
-    padim: object  # the lightning Padim, fitted on every fitting image
     threshold_scores: np.ndarray  # each fitting image's score by a model fitted without it
     seconds: float
 
@@ -78,27 +79,38 @@ def train(
     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
     confidence: float = DEFAULT_CONFIDENCE,
     keep_aspect: bool = False,
+    choose: bool = False,
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES,
 ) -> Path:
     data_dir, out = Path(data_dir), Path(out)
     if out.exists() and not force:
         raise InspectdError(f"{out}: already exists; choose another --out or pass --force to replace it")
     thresholds.check_target(false_reject_rate, confidence)
     spec = check(Spec(backbone, ImageSize.of(image_size), weights, tuple(layers) if layers else None, n_features))
-    split = roles.split(data_dir)
+    split = roles.split(data_dir, validation=choose)
     _say(split.counts())
     color = images_color(data_dir, split)
     if keep_aspect:
         spec = Spec(spec.backbone, aspect_size(split.fit, spec.size.short), spec.weights, spec.layers, spec.n_features)
         _say(f"input {spec.size}: the fitting images' aspect ratio, shorter side {spec.size.short}")
     with atomic_folder(out) as work:
-        fitted = fit(spec, split.fit, work)
+        if choose:
+            specs = [spec] + [candidate for size in chooser.candidates(split.fit, _say) for backbone in chooser.BACKBONES
+                              if (candidate := check(Spec(backbone, size))) != spec]
+            winner = chooser.choose(specs, split.fit, split.validation, false_reject_rate, confidence, color, work,
+                                    budget_minutes * 60.0, fit, _say)
+            (winner.fitted.work / "model.ckpt").rename(work / "model.ckpt")
+            shutil.rmtree(winner.fitted.work, ignore_errors=True)
+            fitted = Fitted(winner.fitted.spec, work, winner.fitted.threshold_scores, winner.fitted.seconds)
+        else:
+            fitted = fit(spec, split.fit, work)
         choice = thresholds.for_false_reject_rate(fitted.threshold_scores, false_reject_rate, confidence=confidence)
         for line in choice.lines(good="good images of the fitting set, each scored by a model fitted without it"):
             _say(line)
         exported = export_model(fitted, split, choice, color, work, out)
         for line in report_lines(exported.samples, exported.scores, exported.metadata.threshold.value):
             _say(line)
-        if any(s.anomalous for s in split.report):
+        if any(s.anomalous for s in split.report) and not choose:
             _say("to compare backbones and input sizes by what they catch at this false-reject rate: inspectd train "
                  f"{data_dir} --out DIR --choose (half the defective images choose, the other half report)")
     _say(f"wrote {out / 'model.ckpt'} and {out / 'model'} (copy {out / 'model'} to the station)")
@@ -166,7 +178,7 @@ def fit(spec: Spec, images: list[Path], work: Path, say=_say) -> Fitted:
     with Bar(PREFIX, f"cross-fitting: scoring each image by a model fitted without it ({min(crossfit.FOLDS, len(images))} folds)",
              min(crossfit.FOLDS, len(images))) as bar, quiet():
         scores = crossfit.out_of_fold_scores(model.model, keep.embeddings, (spec.size.height, spec.size.width), advance=bar.advance)
-    return Fitted(spec, work, model, scores, time.monotonic() - start)
+    return Fitted(spec, work, scores, time.monotonic() - start)
 
 
 def export_model(fitted: Fitted, split: roles.Split, choice: thresholds.Choice, color: str, work: Path, out: Path):

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"inspectd calibrate: {applied.note}", file=sys.stderr)
     rule = applied.rule
     scored, errors = score_all(model, samples, rule, ImageCount("inspectd calibrate"))
-    report_errors(errors, len(samples), args.data_dir, "nothing was written")
+    report_errors(errors, len(samples), args.data_dir, "nothing was written", shown=0)
     meta = model.folder.metadata
     roles = role_of([s.sample for s in scored], meta.images)
     fitted = [s for s, role in zip(scored, roles) if role == FIT and not s.sample.anomalous]
@@ -138,7 +138,10 @@ def report_errors(errors: list[str], total: int, data_dir, consequence: str, sho
                             fix="pass images this model takes (see the problem above)")
     for error in errors[:shown]:
         print(f"inspectd: {error}", file=sys.stderr)
-    more = f" ({len(errors) - shown} more not shown)" if len(errors) > shown else ""
+    if shown:
+        more = f" ({len(errors) - shown} more not shown)" if len(errors) > shown else ""
+    else:
+        more = f" (the first: {errors[0]})"
     raise InspectdError(f"{len(errors)} of {total} images could not be scored{more}; {consequence}", file=data_dir,
                         fix="fix or remove those images and run again")
 

@@ -40,6 +40,10 @@ def add_to(commands) -> None:
                        help="the threshold is set for this share of good parts rejected, on held-out good images (default 0.01)")
     train.add_argument("--confidence", type=_confidence, default=0.9, metavar="C",
                        help="the false-reject rate is at most R with this confidence (default 0.9)")
+    train.add_argument("--choose", action="store_true",
+                       help="try the offline backbones at 128 px, the images' aspect ratio and 256 px, and keep the one that catches "
+                            "most defective images at the false-reject rate (half of them choose, the other half report)")
+    train.add_argument("--budget", type=float, default=30.0, metavar="MINUTES", help="--choose: stop trying candidates after this (default 30)")
     train.add_argument("--layers", nargs="+", help="backbone layers (defaults per backbone)")
     train.add_argument("--n-features", type=int, help="features kept after random projection (defaults per backbone)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -88,6 +92,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     training = workstation_module("train")
     training.train(args.data_dir, args.out, backbone=args.backbone, weights=args.weights, image_size=args.image_size, keep_aspect=args.keep_aspect,
+                   choose=args.choose, budget_minutes=args.budget,
                    layers=args.layers, n_features=args.n_features, force=args.force, false_reject_rate=args.false_reject_rate,
                    confidence=args.confidence)
     return 0

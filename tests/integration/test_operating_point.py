@@ -1,0 +1,101 @@
+"""The operating point (issue 18): train's images in three roles, a non-square part kept in shape from training to the
+station, and the weights checked before any image is read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli, needs_export, run_cli
+from inspectd.daemon.demo.scene import generate_station_dataset
+from inspectd.daemon.evaluation.roles import digest
+from inspectd.daemon.schema import read_model_folder
+
+pytestmark = needs_export
+
+
+@pytest.fixture(scope="module")
+def wide_parts(tmp_path_factory) -> Path:
+    """Mugs photographed twice as wide as high (512x256)."""
+    return generate_station_dataset(tmp_path_factory.mktemp("wide"), n_train=16, n_test_good=6, n_test_per_size=2, width=512, height=256)
+
+
+@pytest.fixture(scope="module")
+def wide_model(wide_parts, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wide_run") / "run"
+    result = run_cli("train", wide_parts, "--out", out, "--backbone", "resnet18", "--weights", "random", "--image-size", "64", "--keep-aspect")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "input 64x128: the fitting images' aspect ratio" in result.stderr
+    return out / "model"
+
+
+def test_a_non_square_part_is_trained_exported_and_verified_in_shape(wide_model, wide_parts):
+    meta = read_model_folder(wide_model).metadata
+    assert (meta.input.height, meta.input.width) == (64, 128) and meta.preprocess.resize.size == (64, 128)
+    assert meta.verification.passed and meta.verification.verdict_flips == 0 and meta.verification.frames == 12
+    # the roles, by content: train/good fitted it and, cross-fitted, set its threshold; test/ was verified and reported on
+    fit = {digest(p) for p in (wide_parts / "train" / "good").glob("*.png")}
+    assert set(meta.images.fit) == fit and meta.images.threshold == meta.images.fit and meta.images.threshold_cross_fitted
+    assert meta.threshold.normal_images == 16 and meta.normal_scores.count == 6
+
+
+def test_the_station_honours_a_non_square_model_as_infer_and_evaluate_do(wide_model, wide_parts, tmp_path):
+    from inspectd.daemon.station.config import load
+    from inspectd.daemon.station.loop import Station
+    from inspectd.daemon.station.outputs.memory import MemoryOutput
+
+    images = sorted((wide_parts / "test").glob("*/*.png"))
+    config = tmp_path / "inspectd.toml"
+    config.write_text(f'[model]\npath = "{wide_model}"\n[source]\nkind = "directory"\npath = "{wide_parts / "test" / "stain_large"}"\n'
+                      "[archive]\nenabled = false\n")
+    memory = MemoryOutput()
+    assert Station(load(config), extra_outputs=[memory]).run() == 0
+    inferred = {Path(r["image"]).parent.name + "/" + Path(r["image"]).name: r
+                for r in map(json.loads, cli("infer", wide_model, *images, "--json", "--no-config").stdout.splitlines())}
+    station = sorted(memory.verdicts, key=lambda v: v.frame)
+    assert len(station) == 2
+    for verdict in station:
+        assert verdict.inspection.model_map.shape == (64, 128) and verdict.inspection.anomaly_map().shape == (256, 512)
+        assert verdict.score == pytest.approx(inferred["stain_large/" + Path(verdict.source).name]["score"], rel=1e-5)
+    evaluated = json.loads(cli("evaluate", wide_model, wide_parts, "--json", "--no-config").stdout)
+    assert evaluated["roles"] == {"fit": 0, "threshold": 0, "neither": 12, "unknown": 0} and evaluated["in_sample"] == []
+    by_name = {v["kind"] + "/" + Path(v["image"]).name: v["score"] for v in evaluated["verdicts"]}
+    assert by_name.keys() == inferred.keys()
+    assert all(by_name[name] == pytest.approx(record["score"], rel=1e-5) for name, record in inferred.items())
+
+
+def test_evaluate_on_the_fitting_images_says_in_sample(wide_model, wide_parts, tmp_path):
+    data = tmp_path / "data"
+    (data / "good").mkdir(parents=True)
+    for path in sorted((wide_parts / "train" / "good").glob("*.png"))[:5]:
+        (data / "good" / f"copy-{path.name}").symlink_to(path)  # renamed: the roles go by content
+    (data / "stain").symlink_to(wide_parts / "test" / "stain_large", target_is_directory=True)
+    summary = json.loads(cli("evaluate", wide_model, data, "--json", "--no-config").stdout)
+    assert summary["roles"]["fit"] == 5 and summary["in_sample"] == ["false_reject_rate"]
+    text = cli("evaluate", wide_model, data, "--no-config").stdout
+    assert "5 the model was fitted on" in text and "(in-sample: every good image here fitted the model" in text
+
+
+@pytest.mark.parametrize("weights, backbone, says", [
+    ("hub", "resnet18", "--weights hub: resnet18's weights are not in the local cache"),
+    ("offline", "resnet18", "--weights offline: no offline weights for backbone 'resnet18'"),
+    ("/no/such/file.pth", "resnet18", "--weights /no/such/file.pth: file not found"),
+    ("offline", "no_such_net", "--backbone no_such_net: not a timm model name"),
+])
+def test_weights_are_refused_before_any_image_is_read(weights, backbone, says, tmp_path, monkeypatch):
+    """Every image here is broken: a check that came after reading them would name an image instead."""
+    data = tmp_path / "data"
+    (data / "train" / "good").mkdir(parents=True)
+    (data / "test" / "good").mkdir(parents=True)
+    for folder in ("train/good", "test/good"):
+        for number in range(8):
+            (data / folder / f"{number}.png").write_bytes(b"not an image")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no internet here either way; the same line whichever way the hub is missing
+    result = run_cli("train", data, "--out", tmp_path / "out", "--backbone", backbone, "--weights", weights)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("inspectd: ")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert says in errors[0] and "png" not in errors[0]
+    assert not (tmp_path / "out").exists()
