@@ -147,7 +147,7 @@ def images_color(data_dir: Path, split: roles.Split) -> str:
     bar = Bar(PREFIX, "reading the images (colour mode)", len(paths))
     with bar:
         color = files_color(_counted(paths, bar), f"the images in {data_dir}")
-    if color == "gray":
+    if color == schema.GRAY:
         _say(f"the images in {data_dir} are grayscale: training on them as anomalib does (the channel repeated); the model folder "
              "takes grayscale frames")
     return color

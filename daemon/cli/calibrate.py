@@ -25,7 +25,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from inspectd.daemon.cli import station_rule
 
@@ -48,6 +47,7 @@ def add_to(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from inspectd.daemon import schema
     from inspectd.daemon.cli.progress import ImageCount
     from inspectd.daemon.errors import InspectdError
@@ -148,6 +148,7 @@ def report_errors(errors: list[str], total: int, data_dir, consequence: str, sho
 
 def _area_suggestion(model, scored, rule, threshold: float) -> str:
     """The largest [decision] min_defect_area that keeps every defect caught at ``threshold``, and the false rejects it removes."""
+    import numpy as np
     from inspectd.daemon.runtime.decision import Rule
     from inspectd.daemon.runtime.images import read_image
 

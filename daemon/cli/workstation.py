@@ -6,6 +6,7 @@ import argparse
 import importlib
 
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.schema import COLOR_MODES
 
 
 def add_to(commands) -> None:
@@ -21,7 +22,7 @@ def add_to(commands) -> None:
     export.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R", help="target share of good parts rejected (default 0.01)")
     export.add_argument("--confidence", type=_confidence, default=0.9, metavar="C",
                         help="the false-reject rate is at most R with this confidence (default 0.9)")
-    export.add_argument("--color", choices=("auto", "rgb", "gray"), default="auto",
+    export.add_argument("--color", choices=("auto", *COLOR_MODES), default="auto",
                         help="what the checkpoint was trained on: auto (default) reads it from --calibration (colour without it)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=run_export)

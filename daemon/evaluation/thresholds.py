@@ -155,7 +155,6 @@ def for_false_reject_rate(good: np.ndarray, target: float = DEFAULT_FALSE_REJECT
                             "and show nothing of how good parts vary", fix="use pictures of real good parts")
     needed = images_needed(target, confidence)
     value, line, rests_on = _gumbel_bound(good, target, confidence)
-    above = int((good > value).sum())
     heavier = _heavier_tail(good)
     if good.size >= needed and (heavier or _largest_rank(good.size, target, confidence) >= ROBUST_RANK):
         value, line, rests_on = _order_statistic(good, target, confidence)

@@ -92,10 +92,11 @@ def load_model(config: Config) -> Model:
         raise ConfigError(str(error), file=config.file, key="model.path") from None
 
 
-def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None) -> Pipeline:
-    """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs,
-    taking from ``reuse`` those whose table did not change."""
-    model = load_model(config)
+def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None,
+                   model: Model | None = None) -> Pipeline:
+    """Loads and self-tests the model unless ``model`` is it, loaded from this configuration (any problem with it is a
+    configuration error: exit 78), opens the outputs, taking from ``reuse`` those whose table did not change."""
+    model = model or load_model(config)
     rule = config.rule(model.threshold)
     kept = list(zip(reuse.sections, reuse.outputs)) if reuse is not None else []
     outputs: list[Output] = []
