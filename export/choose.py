@@ -131,9 +131,9 @@ def speed(checkpoint, samples: list[Sample], color: str) -> tuple[float, float]:
 
     from .exporter import _draft
     from .graph import export_ir
-    from .progress import Bar
+    from .progress import Bar, quiet
 
-    with tempfile.TemporaryDirectory() as folder, Bar("inspectd train", "timing the exported graph"):
+    with tempfile.TemporaryDirectory() as folder, Bar("inspectd train", "timing the exported graph"), quiet():
         export_ir(checkpoint, Path(folder))
         model = Model(schema.ModelFolder(Path(folder), _draft(checkpoint, color)), precision="f32")
         frames = [read_image(s.path) for s in samples[:3]] or [np.full((480, 640) if color == schema.GRAY else (480, 640, 3), 128, np.uint8)]

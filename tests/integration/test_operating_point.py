@@ -4,6 +4,7 @@ station, and the weights checked before any image is read."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,43 @@ def test_weights_are_refused_before_any_image_is_read(weights, backbone, says, t
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert says in errors[0] and "png" not in errors[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_choose_fits_the_first_candidate_then_keeps_to_its_budget_and_reports_on_the_other_half(wide_parts, tmp_path):
+    """--budget 0: the first candidate (what --backbone and --image-size say) is always fitted and measured, no other."""
+    out = tmp_path / "run"
+    result = run_cli("train", wide_parts, "--out", out, "--backbone", "resnet18", "--weights", "random", "--image-size", "64",
+                     "--choose", "--budget", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stderr
+    # every other defective image of each kind chooses the model, the others report
+    assert "16 good images fit the model and set its threshold" in said
+    assert "3 defective images choose the model; 6 good and 3 defective images report (used for neither)" in said
+    assert "candidate 1 of 7: resnet18 64x64" in said and "candidate 2 of" not in said
+    assert "caught (validation, 95% CI)" in said and "ms Pi 5 (projected)" in said
+    assert said.count("not tried within the budget (--budget)") == 6
+    assert "chosen: resnet18 64x64, catching " in said
+    assert "--choose (half the defective images choose" not in said  # the suggestion is for plain train
+    meta = read_model_folder(out / "model").metadata
+    assert meta.verification.frames == 9 and (meta.input.height, meta.input.width) == (64, 64)
+    assert sorted(p.name for p in out.iterdir()) == ["model", "model.ckpt"]  # no candidate's folder left behind
+
+
+def test_choose_keeps_the_candidate_that_catches_most(wide_parts, tmp_path):
+    """Two real candidates, measured on the validation images: the one kept is the one the table shows catching most."""
+    from inspectd.daemon.evaluation import roles
+    from inspectd.export import choose, train
+    from inspectd.export.sizes import ImageSize
+
+    split = roles.split(wide_parts, validation=True)
+    specs = [train.check(train.Spec("resnet18", ImageSize(64, 64), "random")),
+             train.check(train.Spec("tf_efficientnet_lite0", ImageSize(64, 128)))]
+    said: list[str] = []
+    winner = choose.choose(specs, split.fit, split.validation, 0.05, 0.9, "rgb", tmp_path, 3600.0, train.fit, said.append)
+    cells = [re.split(r"\s{2,}", line) for line in said if line.startswith(("resnet18 ", "tf_efficientnet_lite0 "))]
+    caught = {row[0]: int(re.search(r"\((\d+)/3;", row[1]).group(1)) for row in cells}
+    assert caught.keys() == {"resnet18 64x64", "tf_efficientnet_lite0 64x128"}, said
+    assert winner.catch.count == max(caught.values())
+    assert any(line.startswith(f"chosen: {winner.name}, catching {winner.catch}") for line in said)
+    assert list(tmp_path.iterdir()) == [winner.fitted.work]  # the other candidate's folder removed
+    assert (winner.fitted.work / "model.ckpt").is_file()
