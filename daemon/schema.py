@@ -235,6 +235,7 @@ class ImageRoles(Section):
     fit: tuple[str, ...] | None = setting(checks=(digests,), default=None, null=True)  # None: not known (exported from a checkpoint)
     threshold: tuple[str, ...] = setting(checks=(digests,))
     threshold_cross_fitted: bool  # the threshold's images are the fitting ones, each scored by a model fitted without it
+    chose: tuple[str, ...] = setting(checks=(digests,), default=(), added=True)  # the defective images train --choose chose it on
 
 
 @dataclass(frozen=True, kw_only=True)

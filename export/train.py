@@ -184,7 +184,8 @@ def fit(spec: Spec, images: list[Path], work: Path, say=_say) -> Fitted:
 def export_model(fitted: Fitted, split: roles.Split, choice: thresholds.Choice, color: str, work: Path, out: Path):
     """The model folder, verified on the report images, with the threshold and the roles of the images recorded."""
     fit_digests = tuple(roles.digest(p) for p in split.fit)
-    image_roles = schema.ImageRoles(fit=fit_digests, threshold=fit_digests, threshold_cross_fitted=True)
+    image_roles = schema.ImageRoles(fit=fit_digests, threshold=fit_digests, threshold_cross_fitted=True,
+                                    chose=tuple(roles.digest(s.path) for s in split.validation))
     samples = [calibration.Sample(s.path, s.anomalous) for s in split.report]
     note = f"set by inspectd train on {len(split.fit)} good images of its fitting set, each scored by a model fitted without it"
     exported = export_verified(work / "model.ckpt", work / "model", samples=samples, threshold=choice.record(note=note),

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     threshold = choice.record(note=f"set by inspectd calibrate on {args.data_dir}; was {meta.threshold.value:.6g} ({meta.threshold.source})")
     images = schema.ImageRoles(fit=meta.images.fit if meta.images else None,
                                threshold=tuple(digest(s.sample.path) for s in setting if not s.sample.anomalous),
-                               threshold_cross_fitted=False)
+                               threshold_cross_fitted=False, chose=meta.images.chose if meta.images else ())
     updated = dataclasses.replace(meta, threshold=threshold, images=images)
     Model(schema.ModelFolder(folder, updated))  # the self-test replays at the new threshold before anything is written
     try:

@@ -104,7 +104,7 @@ def summarise(scored: list[Scored], rule: Rule, roles: list[str] | None = None) 
     summary.update(
         images=len(scored), good=int((~labels).sum()), defective=int(labels.sum()),
         measured_on={"images": int(used.sum()), "good": int((used & ~labels).sum()), "defective": int((used & labels).sum())},
-        roles={role: roles.count(role) for role in ("fit", "threshold", NEITHER, UNKNOWN)},
+        roles={role: roles.count(role) for role in ("fit", "threshold", "chose", NEITHER, UNKNOWN)},
         in_sample=in_sample,
         latency_ms={"median": float(np.median(latencies)), "p95": float(np.percentile(latencies, 95))}
         if (latencies := np.array([s.latency_ms for s in scored])).size else None,
@@ -166,7 +166,7 @@ def _rate(rate: Rate) -> dict | None:
 
 
 _IN_SAMPLE = {"false_reject_rate": "every good image here fitted the model or set its threshold",
-              "catch_rate": "every defective image here set the threshold"}
+              "catch_rate": "every defective image here set the threshold or chose the model"}
 
 
 def describe_roles(counts: dict) -> str:

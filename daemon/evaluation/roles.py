@@ -27,7 +27,7 @@ from inspectd.daemon.schema import ImageRoles
 
 DIGEST_CHARS = 16
 HOLD_OUT_EVERY = 4  # a plain folder of good images: every 4th reports
-FIT, THRESHOLD, NEITHER, UNKNOWN = "fit", "threshold", "neither", "unknown"
+FIT, THRESHOLD, CHOSE, NEITHER, UNKNOWN = "fit", "threshold", "chose", "neither", "unknown"
 
 
 def digest(path: Path) -> str:
@@ -92,15 +92,16 @@ def split(data_dir: Path, validation: bool = False) -> Split:
 
 
 def role_of(samples: list[Sample], roles: ImageRoles | None) -> list[str]:
-    """Each sample's part in the model folder: "fit", "threshold" (set it, not fitted on), "neither", or "unknown"
-    when the folder does not record its images."""
+    """Each sample's part in the model folder: "fit", "threshold" (set it, not fitted on), "chose" (chose the model among
+    train --choose's candidates), "neither", or "unknown" when the folder does not record its images."""
     if roles is None:
         return [UNKNOWN] * len(samples)
-    fit, threshold = set(roles.fit or ()), set(roles.threshold)
+    fit, threshold, chose = set(roles.fit or ()), set(roles.threshold), set(roles.chose)
     found = []
     for sample in samples:
         key = digest(sample.path)
-        found.append(FIT if key in fit else THRESHOLD if key in threshold else NEITHER if roles.fit is not None else UNKNOWN)
+        found.append(FIT if key in fit else THRESHOLD if key in threshold else CHOSE if key in chose
+                     else NEITHER if roles.fit is not None else UNKNOWN)
     return found
 
 
@@ -112,6 +113,8 @@ def describe(roles: list[str]) -> str:
         parts.append(f"{count[FIT]} the model was fitted on")
     if count[THRESHOLD]:
         parts.append(f"{count[THRESHOLD]} that set its threshold")
+    if count[CHOSE]:
+        parts.append(f"{count[CHOSE]} that chose it among train --choose's candidates")
     if count[UNKNOWN]:
         parts = [f"{count[UNKNOWN]} whose part in the model is not known (the folder does not record its fitting images)"] + parts[1:]
     return ", ".join(parts)

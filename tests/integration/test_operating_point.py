@@ -61,7 +61,7 @@ def test_the_station_honours_a_non_square_model_as_infer_and_evaluate_do(wide_mo
         assert verdict.inspection.model_map.shape == (64, 128) and verdict.inspection.anomaly_map().shape == (256, 512)
         assert verdict.score == pytest.approx(inferred["stain_large/" + Path(verdict.source).name]["score"], rel=1e-5)
     evaluated = json.loads(cli("evaluate", wide_model, wide_parts, "--json", "--no-config").stdout)
-    assert evaluated["roles"] == {"fit": 0, "threshold": 0, "neither": 12, "unknown": 0} and evaluated["in_sample"] == []
+    assert evaluated["roles"] == {"fit": 0, "threshold": 0, "chose": 0, "neither": 12, "unknown": 0} and evaluated["in_sample"] == []
     by_name = {v["kind"] + "/" + Path(v["image"]).name: v["score"] for v in evaluated["verdicts"]}
     assert by_name.keys() == inferred.keys()
     assert all(by_name[name] == pytest.approx(record["score"], rel=1e-5) for name, record in inferred.items())
@@ -119,6 +119,11 @@ def test_choose_fits_the_first_candidate_then_keeps_to_its_budget_and_reports_on
     meta = read_model_folder(out / "model").metadata
     assert meta.verification.frames == 9 and (meta.input.height, meta.input.width) == (64, 64)
     assert sorted(p.name for p in out.iterdir()) == ["model", "model.ckpt"]  # no candidate's folder left behind
+    # the images that chose it are recorded: evaluate measures on the others
+    assert len(meta.images.chose) == 3 and not set(meta.images.chose) & set(meta.images.fit)
+    evaluated = json.loads(cli("evaluate", out / "model", wide_parts, "--json", "--no-config").stdout)
+    assert evaluated["roles"] == {"fit": 0, "threshold": 0, "chose": 3, "neither": 9, "unknown": 0}
+    assert evaluated["measured_on"] == {"images": 9, "good": 6, "defective": 3} and evaluated["in_sample"] == []
 
 
 def test_choose_keeps_the_candidate_that_catches_most(wide_parts, tmp_path):
