@@ -144,3 +144,13 @@ def test_choose_keeps_the_candidate_that_catches_most(wide_parts, tmp_path):
     assert any(line.startswith(f"chosen: {winner.name}, catching {winner.catch}") for line in said)
     assert list(tmp_path.iterdir()) == [winner.fitted.work]  # the other candidate's folder removed
     assert (winner.fitted.work / "model.ckpt").is_file()
+
+
+def test_choose_without_defective_images_says_what_it_cannot_measure(wide_parts, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", wide_parts / "train" / "good", "--out", out, "--backbone", "resnet18", "--weights", "random",
+                     "--image-size", "64", "--choose", "--budget", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no defective images: what each candidate catches cannot be measured, so none is chosen for it" in result.stderr
+    assert "chosen:" not in result.stderr
+    assert read_model_folder(out / "model").metadata.images.chose == ()
