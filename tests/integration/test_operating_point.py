@@ -29,6 +29,7 @@ def wide_model(wide_parts, tmp_path_factory) -> Path:
     result = run_cli("train", wide_parts, "--out", out, "--backbone", "resnet18", "--weights", "random", "--image-size", "64", "--keep-aspect")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "input 64x128: the fitting images' aspect ratio" in result.stderr
+    assert "--choose (half the defective images choose, the other half report)" in result.stderr  # the suggestion: defects exist
     return out / "model"
 
 
