@@ -31,13 +31,16 @@ from inspectd.daemon.errors import ModelFolderError
 
 METADATA_FILE = "inspectd.json"
 SCHEMA = "inspectd-model"
-SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
+SCHEMA_VERSION = 3  # what this inspectd writes. 2: the on-device self-test (selftest.npz) and precisions checked only
+# where they ran; 3: the f16-safe head (``head``: Cholesky factors, distances scaled by a power of two)
+READABLE_VERSIONS = (2, 3)  # a version-2 folder loads as it is (no ``head``: its distances may overflow f16, and the self-test says so)
 SELFTEST_FILE = "selftest.npz"
 THRESHOLD_SOURCES = ("checkpoint", "calibration-frr", "calibration-f1", "calibration-quantile")
 THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on enough good images, or a normal fit of too few
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
+HEAD_FORMS = ("cholesky-triangular",)
 COLOR_MODES = ("rgb", "gray")  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
 
@@ -132,7 +135,7 @@ class Section:
         by_name = {_json_name(item): item for item in fields(cls)}
         for key in data:
             if key not in by_name:
-                raise ModelFolderError(f"is not a field of {METADATA_FILE} version {SCHEMA_VERSION}", key=key,
+                raise ModelFolderError(f"is not a field of {METADATA_FILE} version {data.get('schema_version', SCHEMA_VERSION)}", key=key,
                                        fix="remove it, or use the inspectd that wrote the folder")
         hints, values = _hints(cls), {}
         for name, item in by_name.items():
@@ -208,6 +211,25 @@ class Preprocess(Section):
 class Outputs(Section):
     anomaly_map: str = spec(not_empty)  # 1x1xHxW
     score: str = spec(not_empty)  # (1,): the map's maximum
+
+
+@dataclass(frozen=True, kw_only=True)
+class Head(Section):
+    """How the graph computes PaDiM's Mahalanobis distance (export/graph.py), so that f16 can hold it.
+
+    ``form`` "cholesky-triangular": the squared distance is ||2^k L^T delta||^2, L the Cholesky factor of each
+    position's inverse covariance, applied in blocks of ``block`` rows of the triangle; clamped at
+    ``squared_distance_cap`` (in those scaled units) before the square root; the map multiplied by 2^-k after
+    the smoothing, so scores and maps come out in raw PaDiM units whatever k is. ``kept_at_f32``: the layers marked
+    to run at f32 whatever precision the device runs the rest at. Not in version-2 folders,
+    whose graphs square the distance through the full inverse covariances, unscaled.
+    """
+
+    form: str = spec(one_of(*HEAD_FORMS))
+    block: int = spec(positive)
+    distance_scale_log2: int  # k; chosen at export from the folder's own scores
+    squared_distance_cap: float = spec(positive)
+    kept_at_f32: str  # layers the graph runs at f32 at every precision (OpenVINO's "precise"), for people
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,12 +382,14 @@ class ModelMetadata(Section):
     """``inspectd.json``: README.md ("The model folder") says what each field is for."""
 
     schema: str = spec(equals(SCHEMA, "an inspectd model folder"), default=SCHEMA)
-    schema_version: int = spec(equals(SCHEMA_VERSION, "the version this inspectd reads"), default=SCHEMA_VERSION)
+    schema_version: int = spec(lambda v: None if v in READABLE_VERSIONS else f"must be one of {READABLE_VERSIONS}, got {v}",
+                               default=SCHEMA_VERSION)
     created: str = spec(iso_time)  # UTC time of the export
     model: ModelInfo
     input: GraphInput
     preprocess: Preprocess
     outputs: Outputs
+    head: Head | None = None  # None only in version-2 folders (written before it existed)
     threshold: Threshold
     normal_scores: NormalScores | None = spec(default=None, null=True)  # None without calibration good images
     runtime: Runtime
@@ -378,6 +402,11 @@ class ModelMetadata(Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_input_size(self.input, self.preprocess)
+        if self.schema_version >= 3 and self.head is None:
+            raise ModelFolderError("is missing", key="head", fix=FIX)
+        if self.schema_version < 3 and self.head is not None:
+            raise ModelFolderError(f"is not a field of {METADATA_FILE} version {self.schema_version}", key="head",
+                                   fix="remove it, or set schema_version to 3")
 
     @classmethod
     def from_json(cls, data: Any, file: str | Path = METADATA_FILE) -> ModelMetadata:
@@ -416,10 +445,11 @@ def _check_version(data: dict) -> None:
     version = data.get("schema_version")
     if not _fits(version, int):
         raise ModelFolderError(f"must be an integer, got {_show(version)}", key="schema_version", fix=FIX)
-    if version != SCHEMA_VERSION:
-        older = " (written before the on-device self-test existed)" if version < SCHEMA_VERSION else ""
+    if version not in READABLE_VERSIONS:
+        older = " (written before the on-device self-test existed)" if version < min(READABLE_VERSIONS) else ""
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ModelFolderError(
-            f"is {version}{older} but this inspectd reads version {SCHEMA_VERSION} only", key="schema_version",
+            f"is {version}{older} but this inspectd reads versions {readable} only", key="schema_version",
             fix="re-export the checkpoint with this inspectd ('inspectd export CKPT --out DIR'), or install the inspectd that exported it")
 
 

@@ -26,7 +26,8 @@ from inspectd.daemon.schema import read_model_folder, sha256_of
 from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
 from .progress import Bar, quiet
-from .graph import MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, export_ir
+from .graph import BLOCK, MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, choose_distance_scale, distance_cap, export_ir
+from .precise import KEPT_AT_F32
 
 
 def _say(message: str) -> None:
@@ -131,16 +132,20 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    export_ir(checkpoint, work)
-    draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
-    model = Model(draft, precision="f32")
-
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == "gray")
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
+    labels = np.array([s.anomalous for s in samples], dtype=bool)
+    draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
+    export_ir(checkpoint, work, None)  # unscaled: the range of this model's distances on these frames
+    scale = choose_distance_scale(verify.exported_scores(Model(draft, precision="f32"), frames), ~labels if samples else None)
+    head = schema.Head(form="cholesky-triangular", block=BLOCK, distance_scale_log2=scale, squared_distance_cap=distance_cap(scale),
+                       kept_at_f32=KEPT_AT_F32)
+    progress(f"distances scaled by 2^{scale} inside the graph (squared, capped at {head.squared_distance_cap:g}): f16 holds them")
+    export_ir(checkpoint, work, scale)
+    model = Model(draft, precision="f32")
     bar = Bar(prefix, "scoring frames with torch and with the exported model", len(frames))
     scores = verify.compare(checkpoint, model, frames, bar.advance)
-    labels = np.array([s.anomalous for s in samples], dtype=bool)
 
     threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress, rule)
     # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
@@ -165,6 +170,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         input=draft.metadata.input,
         preprocess=draft.metadata.preprocess,
         outputs=draft.metadata.outputs,
+        head=head,
         threshold=threshold,
         normal_scores=calibration.normal_statistics(scores.exported[~labels]) if samples and not labels.all() else None,
         runtime=runtime,

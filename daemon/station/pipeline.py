@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.decision import Decision
@@ -85,7 +86,7 @@ def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pi
     """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs,
     taking from ``reuse`` those whose table did not change."""
     try:
-        model = Model.load(config.model.path, config.model.device, config.model.precision)
+        model = Model.load(config.model.path, config.model.device, config.model.precision, SelfTestMemory.of_service())
     except ConfigError as error:
         raise located(error, config.file) from None
     except InspectdError as error:
