@@ -1,11 +1,13 @@
 """inspectd's runtime: everything that runs on the Pi.
 
-Never imports torch, anomalib or lightning (tests/test_runtime_isolation.py proves it).
+Never imports torch, anomalib or lightning (tests/integration/test_runtime_isolation.py proves it).
 
-    >>> from inspectd.daemon.model import Model
+    >>> from inspectd.daemon.runtime.images import read_image
+    >>> from inspectd.daemon.runtime.model import Model
     >>> model = Model.load("models/demo-mug")                      # doctest: +SKIP
     >>> result = model.infer(read_image("part.png"))               # doctest: +SKIP
-    >>> result.score, result.threshold, result.anomalous           # doctest: +SKIP
+    >>> model.rule().judge()(result.score).verdict                 # doctest: +SKIP
+    <Verdict.PASS: 'PASS'>
 """
 
 import os

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from inspectd.daemon.evaluation import thresholds
 from inspectd.daemon.evaluation.metrics import auroc
 from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
 from inspectd.daemon.runtime.colour import files_color
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder, sha256_of
 
@@ -116,23 +117,23 @@ def _color(color: str, samples: list, calibration_dir, progress) -> str:
     if color not in ("auto", *schema.COLOR_MODES):
         raise InspectdError(f"--color {color}: must be auto, rgb or gray")
     if not samples:
-        return "rgb" if color == "auto" else color
+        return schema.RGB if color == "auto" else color
     found = files_color((s.path for s in samples), f"the calibration images in {calibration_dir}")
     if color not in ("auto", found):
-        shown = {"rgb": "colour", "gray": "grayscale"}
+        shown = {schema.RGB: "colour", schema.GRAY: "grayscale"}
         raise InspectdError(f"--color {color}: the calibration images in {calibration_dir} are {shown[found]}; pass the images the "
                             f"model was trained on, or --color {found}")
-    if found == "gray":
+    if found == schema.GRAY:
         progress("the calibration images are grayscale: the model folder takes grayscale frames (input.color \"gray\")")
     return found
 
 
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = "rgb") -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = schema.RGB) -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == "gray")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == schema.GRAY)
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
     labels = np.array([s.anomalous for s in samples], dtype=bool)
@@ -208,17 +209,7 @@ def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.nd
         choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective)
     for line in choice.lines():
         progress(line)
-    counts = {"normal_images": int(good.size), "anomalous_images": int(defective.size)}
-    if choice.method == "f1":
-        return schema.Threshold(value=choice.value, source="calibration-f1", f1=_f1(choice), **counts)
-    return schema.Threshold(value=choice.value, source="calibration-frr", target_false_reject_rate=false_reject_rate,
-                            method=choice.method, **counts)
-
-
-def _f1(choice: thresholds.Choice) -> float:
-    caught = choice.catch.count if choice.catch else 0
-    missed = (choice.catch.total - caught) if choice.catch else 0
-    return 2 * caught / (2 * caught + choice.false_reject.count + missed) if caught else 0.0
+    return choice.record()
 
 
 def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float, max_score_error: float,
@@ -249,7 +240,8 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
             progress(f"{precision}: refused ({checks[precision].why})")
             continue
         error = float(np.abs(exported - scores.reference).max() / threshold)
-        flips = int(((exported > threshold) != (scores.exported > threshold)).sum())
+        rule = Rule(threshold)
+        flips = sum(rule.anomalous(a)[0] != rule.anomalous(b)[0] for a, b in zip(exported, scores.exported))
         ok = flips == 0 and error <= max_score_error / 2
         checks[precision] = schema.PrecisionCheck(status="verified" if ok else "refused", executed_as=precision,
                                                   max_relative_score_error=error, verdict_flips=flips)
@@ -260,7 +252,7 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
                           checked_on=schema.CheckedOn(cpu=model.device_name, openvino=_version("openvino")))
 
 
-def _draft(checkpoint: PadimCheckpoint, color: str = "rgb") -> schema.Draft:
+def _draft(checkpoint: PadimCheckpoint, color: str = schema.RGB) -> schema.Draft:
     pre = checkpoint.preprocess
     height, width = pre.output_size()
     padim = checkpoint.model

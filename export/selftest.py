@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.schema import SELFTEST_FILE, Preprocessing, SelfTest
 from inspectd.daemon.runtime.preprocess import prepare
 
@@ -26,8 +27,9 @@ MAX_INPUT_BYTES = 5 * 1024 * 1024  # of raw tensors: about 4 MB once compressed 
 def choose(reference: np.ndarray, threshold: float, count: int) -> list[int]:
     """Indices of up to ``count`` frames: highest, lowest, then nearest the threshold, above and below alternately."""
     order = [int(np.argmax(reference)), int(np.argmin(reference))]
-    above = sorted((i for i in range(len(reference)) if reference[i] > threshold), key=lambda i: reference[i] - threshold)
-    below = sorted((i for i in range(len(reference)) if reference[i] <= threshold), key=lambda i: threshold - reference[i])
+    rule = Rule(threshold)
+    above = sorted((i for i in range(len(reference)) if rule.anomalous(reference[i])[0]), key=lambda i: reference[i] - threshold)
+    below = sorted((i for i in range(len(reference)) if not rule.anomalous(reference[i])[0]), key=lambda i: threshold - reference[i])
     for pair in zip_longest(above, below):
         order += [i for i in pair if i is not None]
     chosen: list[int] = []

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.images import read_image
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.runtime.selftest import coarse_map
@@ -72,7 +73,7 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
 def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> Scores:
     transform = checkpoint.preprocess.transform()
     names, reference, exported, correlation, max_delta, coarse = [], [], [], [], [], []
-    for number, frame in enumerate(frames, 1):
+    for frame in frames:
         ref_score, ref_map = _reference(checkpoint, frame, transform)
         result = model.infer(pixels_of(frame), frame.name)
         names.append(frame.name)
@@ -114,8 +115,10 @@ def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> flo
 
 def report(scores: Scores, threshold: float, reference_threshold: float, inclusive_reference: bool, max_score_error: float) -> Verification:
     """The figures stored in inspectd.json and printed by export."""
+    # anomalib's own verdict for the reference (it rejects at >= its threshold), the station's rule for the export
     reference_verdict = scores.reference >= reference_threshold if inclusive_reference else scores.reference > reference_threshold
-    flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported > threshold) if a != b]
+    rule = Rule(threshold)
+    flipped = [name for name, a, b in zip(scores.names, reference_verdict, scores.exported) if a != rule.anomalous(b)[0]]
     delta = np.abs(scores.exported - scores.reference)
     worst = int(np.argmax(delta))
     return Verification(

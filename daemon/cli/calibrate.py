@@ -3,7 +3,9 @@
     inspectd calibrate /var/lib/inspectd/model /srv/inspectd/labelled --max-false-reject-rate 0.02
     inspectd calibrate model/ data/ --target f1 --min-defect-area
 
-Every image goes through the station's own runtime (at this device's precision); the threshold
+Every image goes through the station's own runtime (at this device's precision) and decision rule
+(its configuration: ``cli.station_rule``; with a minimum defect area the threshold is chosen on
+``Rule.critical_score``, so the rates shown are the station's); the threshold
 is set for the false-reject rate asked for (default 1%) or F1-optimal, the resulting rates are
 shown with 95% confidence intervals, and a request the sample cannot support is refused (with
 ``--accept-estimate`` the normal-fit estimate is taken). Only ``inspectd.json`` changes, written
@@ -20,7 +22,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
+
+from inspectd.daemon.cli import station_rule
 
 
 def add_to(commands) -> None:
@@ -33,10 +36,12 @@ def add_to(commands) -> None:
     parser.add_argument("--accept-estimate", action="store_true", help="take a normal-fit estimate when too few good images can show the rate")
     parser.add_argument("--min-defect-area", action="store_true", help="also suggest [decision] min_defect_area")
     parser.add_argument("--dry-run", action="store_true", help="show the result, change nothing")
+    station_rule.add_to(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from inspectd.daemon import schema
     from inspectd.daemon.errors import InspectdError
     from inspectd.daemon.evaluation.dataset import labelled_images
@@ -48,11 +53,16 @@ def run(args: argparse.Namespace) -> int:
         raise InspectdError(f"--max-false-reject-rate {args.max_false_reject_rate}: must be a share between 0 and 1", fix="e.g. 0.01 for 1%")
     folder = Path(args.model_dir)
     model = Model.load(folder)
-    scored, errors = score_all(model, labelled_images(args.data_dir))
+    applied = station_rule.station_rule(args, model)
+    if applied.note:
+        print(f"inspectd calibrate: {applied.note}", file=sys.stderr)
+    rule = applied.rule
+    scored, errors = score_all(model, labelled_images(args.data_dir), rule)
     for error in errors:
         print(f"inspectd: {error}", file=sys.stderr)
-    good = np.array([s.score for s in scored if not s.sample.anomalous])
-    defective = np.array([s.score for s in scored if s.sample.anomalous])
+    # Chosen on what the rule compares with the threshold, so the rates are the station's (its area rule included).
+    good = np.array([s.critical for s in scored if not s.sample.anomalous])
+    defective = np.array([s.critical for s in scored if s.sample.anomalous])
     if args.target == "f1":
         if defective.size == 0:
             raise InspectdError("holds no defect images: F1 needs both good and defective parts", file=args.data_dir,
@@ -61,22 +71,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         choice = for_false_reject_rate(good, args.max_false_reject_rate, defective if defective.size else None)
     print(f"was    threshold {model.threshold:.4f} ({model.folder.metadata.threshold.source})")
+    if not rule.per_frame:
+        print(f"note   {rule.describe()}: the rates below are per frame; a part's rate depends on how many frames each part gives")
     print("\n".join(choice.lines()))
     if not choice.supported and not args.accept_estimate:
         raise InspectdError(f"{good.size} good images cannot show a false-reject rate of {args.max_false_reject_rate:.2%}", file=args.data_dir,
                             fix=f"add good images (at least {int(np.ceil(1 / args.max_false_reject_rate))}), ask for a higher rate, "
                                 "or pass --accept-estimate to take the normal-fit estimate")
     if args.min_defect_area:
-        print(_area_suggestion(model, scored, choice.value))
+        print(_area_suggestion(model, scored, rule, choice.value))
+    if applied.threshold_overridden:
+        raise InspectdError(f"sets the threshold the station applies ({rule.threshold:.4f}), not the model folder: calibrating the folder "
+                            "would change nothing there, and nothing was written", file=applied.config, key="model.threshold",
+                            fix=f"set model.threshold = {choice.value:.4f} there, or remove it and run calibrate again")
     if args.dry_run:
         return 0
     meta = model.folder.metadata
-    source = "calibration-f1" if choice.method == "f1" else "calibration-frr"
-    threshold = schema.Threshold(value=choice.value, source=source, normal_images=int(good.size), anomalous_images=int(defective.size),
-                                 target_false_reject_rate=None if choice.method == "f1" else args.max_false_reject_rate,
-                                 method=None if choice.method == "f1" else choice.method,
-                                 f1=_f1(choice) if choice.method == "f1" else None,
-                                 note=f"set by inspectd calibrate on {args.data_dir}; was {meta.threshold.value:.6g} ({meta.threshold.source})")
+    threshold = choice.record(note=f"set by inspectd calibrate on {args.data_dir}; was {meta.threshold.value:.6g} ({meta.threshold.source})")
     dataclasses.replace(meta, threshold=threshold).write(folder)
     try:
         Model.load(folder)  # the self-test replays at the new threshold: a flip there undoes the change
@@ -87,24 +98,23 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _f1(choice) -> float:
-    caught, missed = choice.catch.count, choice.catch.total - choice.catch.count
-    return 2 * caught / (2 * caught + choice.false_reject.count + missed) if caught else 0.0
-
-
-def _area_suggestion(model, scored, threshold: float) -> str:
+def _area_suggestion(model, scored, rule, threshold: float) -> str:
     """The largest [decision] min_defect_area that keeps every defect caught at ``threshold``, and the false rejects it removes."""
+    import numpy as np
+    from inspectd.daemon.runtime.decision import Rule
     from inspectd.daemon.runtime.images import read_image
 
-    def area(case) -> int:
-        result = model.infer(read_image(case.sample.path), str(case.sample.path))
-        return int(np.count_nonzero(result.anomaly_map() > threshold))
+    without_area = Rule(threshold, pixel_threshold=rule.pixel_threshold)
 
-    caught = [area(s) for s in scored if s.sample.anomalous and s.score > threshold]
-    rejected_good = [area(s) for s in scored if not s.sample.anomalous and s.score > threshold]
+    def area(case) -> int:
+        heat = model.infer(read_image(case.sample.path), str(case.sample.path)).anomaly_map()
+        return int(np.count_nonzero(heat > without_area.area_threshold))
+
+    caught = [area(s) for s in scored if s.sample.anomalous and without_area.anomalous(s.score)[0]]
+    rejected_good = [area(s) for s in scored if not s.sample.anomalous and without_area.anomalous(s.score)[0]]
     if not caught:
         return "min_defect_area: no defect is caught at this threshold; nothing to suggest"
     keep = min(caught)
     removed = sum(a < keep for a in rejected_good)
-    return (f"suggest [decision] min_defect_area = {keep} (pixels above the threshold in the frame): every caught defect has at least "
-            f"that many; it would pass {removed} of the {len(rejected_good)} good parts rejected here")
+    return (f"suggest [decision] min_defect_area = {keep} (pixels above {without_area.area_threshold:.4f} in the frame): every caught "
+            f"defect has at least that many; it would pass {removed} of the {len(rejected_good)} good parts rejected here")

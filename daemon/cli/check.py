@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from inspectd.daemon.errors import EX_CONFIG, ConfigError
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 
 def add_to(commands) -> None:
@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     folder = model.folder
     print(f"{args.config}: OK: {config.source.kind} source, {config.trigger.kind} trigger, model {folder.path} "
           f"({folder.metadata.model.backbone}, {folder.preprocessing.input_width}x{folder.preprocessing.input_height}, "
-          f"threshold {report.threshold:.4f}, model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
+          f"model.bin sha256 {model.model_id[:12]}, precision {model.precision})")
+    assert report.rule is not None
+    print(f"  decides: {report.rule.describe()}")
     for line in [*report.notes, *model.precision_report()]:
         print(f"  {line}")
     return 0

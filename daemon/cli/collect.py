@@ -20,13 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+
+from typing import TYPE_CHECKING
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 SHEET_COLUMNS, THUMB_WIDTH = 8, 160
+
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_to(commands) -> None:
@@ -47,6 +51,7 @@ def destination(out: Path, label: str, test: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
     from inspectd.daemon.runtime.images import list_images, write_png
     from inspectd.daemon.station.config import load
     from inspectd.daemon.station.sources import BadFrame, SourceEnded
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
 def contact_sheet(frames: list[np.ndarray]) -> np.ndarray:
     """Thumbnails in rows of SHEET_COLUMNS, each THUMB_WIDTH wide, on white."""
+    import cv2
+    import numpy as np
     thumbs = []
     for frame in frames:
         colour = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)

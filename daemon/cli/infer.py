@@ -1,4 +1,8 @@
-"""``inspectd infer MODEL_DIR IMAGE...``: score image files with a model folder, one line (or JSON object) each."""
+"""``inspectd infer MODEL_DIR IMAGE...``: score image files with a model folder, one line (or JSON object) each.
+
+The verdict is the station's decision rule (``cli.station_rule``: its configuration when it has one), the
+images judged in the order given, as the station would judge them replayed in that order.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from inspectd.daemon.cli import station_rule
 from inspectd.daemon.errors import InspectdError
 
 
@@ -14,6 +19,7 @@ def add_to(commands) -> None:
     parser = commands.add_parser("infer", help="score images with a model folder")
     parser.add_argument("model_dir", metavar="MODEL_DIR")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders (their images, sub-folders included)")
+    station_rule.add_to(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--heatmap-dir", metavar="DIR", help="write <image>_heatmap.png (original | overlay) here")
     parser.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "f16"),
@@ -31,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     model = Model.load(args.model_dir, precision=args.precision, memory=SelfTestMemory.default())
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
+    applied = station_rule.station_rule(args, model)
+    if applied.note:
+        print(f"inspectd infer: {applied.note}", file=sys.stderr)
+    rule, judge = applied.rule, applied.rule.judge()
     if args.heatmap_dir:
         Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -39,25 +49,28 @@ def run(args: argparse.Namespace) -> int:
         try:
             frame = read_image(image)
             result = model.infer(frame, image)
+            decided = judge(result.score, result.anomaly_map)
             heatmap = None
             if args.heatmap_dir:
                 heatmap = Path(args.heatmap_dir) / heatmap_name(Path(image), heatmap_names)
-                write_png(heatmap, overlay(frame, result))
+                write_png(heatmap, overlay(frame, result, rule, decided.verdict))
         except InspectdError as exc:
             failures += 1
             print(f"inspectd: {exc}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"image": image, "error": str(exc)}), flush=True)
             continue
-        verdict = "REJECT" if result.anomalous else "PASS"
+        verdict = str(decided.verdict)
         if args.json:
-            record = {"image": image, "verdict": verdict, "score": round(result.score, 6), "threshold": round(result.threshold, 6),
-                      "anomalous": result.anomalous, "latency_ms": round(result.latency_ms, 3)}
+            record = {"image": image, "verdict": verdict, "score": round(result.score, 6), "threshold": round(rule.threshold, 6),
+                      "anomalous": decided.anomalous, "latency_ms": round(result.latency_ms, 3)}
+            if decided.defect_area is not None:
+                record["defect_area"] = decided.defect_area
             if heatmap:
                 record["heatmap"] = str(heatmap)
             print(json.dumps(record), flush=True)
         else:
-            print(f"{verdict:6} score {result.score:9.4f}  threshold {result.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
+            print(f"{verdict:6} score {result.score:9.4f}  threshold {rule.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
     return 1 if failures else 0
 
 

@@ -21,14 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.station.config import DEFAULT_PATH
-from inspectd.daemon.station.drift import LIMIT_SIGMA
-from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
+from inspectd.daemon.station.paths import DEFAULT_PATH
+from inspectd.daemon.records import SYSLOG_IDENTIFIER, RecordError, RecordKind, VerdictRecord, kind_of
 
-DRIFT_SIGMAS = LIMIT_SIGMA  # an hour whose PASS mean sits this far from normal is marked, at the daemon's own default limit
+
+
+def drift_sigmas() -> float:
+    """A period whose PASS mean sits this far from normal is marked, at the daemon's own default drift limit."""
+    from inspectd.daemon.station.drift import LIMIT_SIGMA
+
+    return LIMIT_SIGMA
 
 
 def add_to(commands) -> None:
@@ -58,7 +62,7 @@ def when(text: str | None, now: datetime) -> datetime | None:
         units = {"m": "minutes", "h": "hours", "d": "days"}
         return now - timedelta(**{units[relative[2]]: int(relative[1])})
     try:
-        return datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip()).astimezone()  # a time without a zone is this machine's local time
     except ValueError:
         raise InspectdError(f"'{text}' is not a time", key="--since/--until", fix='use "2026-11-29 06:00" or -8h, -30m, -2d') from None
 
@@ -71,17 +75,18 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
     if directory is not None and not Path(directory).is_dir():
         raise InspectdError("not a folder of journal files", file=directory, fix="pass the folder journalctl -D would read")
     reader = journal.Reader(path=directory) if directory else journal.Reader()
-    reader.add_match(SYSLOG_IDENTIFIER="inspectd")
+    reader.add_match(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
     if since is not None:
         reader.seek_realtime(since)
     records = []
     for entry in reader:
         stamp = entry["__REALTIME_TIMESTAMP"]
+        stamp = stamp if stamp.tzinfo else stamp.astimezone()  # older systemd-python gives local naive times
         if until is not None and stamp > until:
             break
         if since is not None and stamp < since:
             continue
-        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME"))})
+        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME", "_BOOT_ID"))})
     return records
 
 
@@ -93,25 +98,30 @@ def period_seconds(text: str) -> int:
 
 
 def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
+    import numpy as np
     hours: dict[datetime, Period] = defaultdict(Period)
     latencies, faults, drift_alarms, models = [], Counter(), [], Counter()
-    ids = {str(value): key for key, value in MESSAGE_IDS.items()}
+    malformed: list[str] = []
     for record in records:
-        kind = ids.get(str(record.get("MESSAGE_ID", "")).replace("-", ""))
+        kind = kind_of(record)
         stamp = record["__REALTIME_TIMESTAMP"]
-        if kind == "verdict" or "INSPECTD_VERDICT" in record:
+        if kind is RecordKind.VERDICT or "INSPECTD_VERDICT" in record:
+            try:
+                verdict = VerdictRecord.from_entry(record)
+            except RecordError as problem:  # counted and named once, never a NaN in the figures
+                malformed.append(f"{stamp.isoformat(sep=' ', timespec='seconds')}: {problem}")
+                continue
             start = datetime.fromtimestamp(stamp.timestamp() // every_s * every_s)
             hour = hours[start]
             hour.frames += 1
-            rejected = record["INSPECTD_VERDICT"] == "REJECT"
-            hour.rejects += rejected
-            if not rejected:
-                hour.pass_scores.append(float(record["INSPECTD_SCORE"]))
-            latencies.append(float(record["INSPECTD_LATENCY_MS"]))
-            models[record.get("INSPECTD_MODEL", "?")[:12]] += 1
-        elif kind == "fault":
+            hour.rejects += verdict.rejected
+            if not verdict.rejected:
+                hour.pass_scores.append(verdict.score)
+            latencies.append(verdict.latency_ms)
+            models[verdict.model[:12]] += 1
+        elif kind is RecordKind.FAULT:
             faults[fault_kind(record)] += 1
-        elif kind == "drift":
+        elif kind is RecordKind.DRIFT:
             drift_alarms.append({"time": stamp.isoformat(sep=" ", timespec="seconds"), "message": record.get("MESSAGE", "")})
     rows = []
     for start in sorted(hours):
@@ -120,11 +130,11 @@ def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
         shift = (mean - normal.mean) / normal.std if mean is not None and normal is not None and normal.std > 0 else None
         rows.append({"hour": start.isoformat(sep=" ", timespec="seconds" if every_s < 60 else "minutes"), "frames": hour.frames, "rejects": hour.rejects,
                      "reject_rate": hour.rejects / hour.frames, "pass_mean": mean, "shift_sigmas": shift,
-                     "drift": shift is not None and abs(shift) >= DRIFT_SIGMAS})
+                     "drift": shift is not None and abs(shift) >= drift_sigmas()})
     frames = sum(r["frames"] for r in rows)
     return {
         "frames": frames, "rejects": sum(r["rejects"] for r in rows), "hours": rows, "faults": dict(faults),
-        "drift_alarms": drift_alarms, "models": dict(models),
+        "drift_alarms": drift_alarms, "models": dict(models), "malformed_records": malformed,
         "normal": None if normal is None else {"mean": normal.mean, "std": normal.std, "count": normal.count},
         "latency_ms": None if not latencies else {q: float(np.percentile(latencies, p)) for q, p in
                                                    (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
@@ -157,6 +167,9 @@ def text(summary: dict, since: datetime | None, until: datetime | None) -> list[
     faults = summary["faults"]
     lines.append("faults: " + (", ".join(f"{kind} {count}" for kind, count in sorted(faults.items())) if faults else "none"))
     lines.append(f"drift alarms: {len(summary['drift_alarms'])}" + "".join(f"\n  {a['time']} {a['message']}" for a in summary["drift_alarms"]))
+    if summary["malformed_records"]:
+        bad = summary["malformed_records"]
+        lines.append(f"verdict records not counted (malformed): {len(bad)}, the first: {bad[0]}")
     if summary["latency_ms"]:
         latency = summary["latency_ms"]
         lines.append(f"latency ms: p50 {latency['p50']:.1f}, p95 {latency['p95']:.1f}, p99 {latency['p99']:.1f}, max {latency['max']:.1f}")
@@ -164,6 +177,7 @@ def text(summary: dict, since: datetime | None, until: datetime | None) -> list[
 
 
 def plot(summary: dict, path: Path) -> None:
+    import numpy as np
     import cv2
 
     from inspectd.daemon.runtime.images import write_png
@@ -175,7 +189,7 @@ def plot(summary: dict, path: Path) -> None:
     slot = (right - left) / max(len(rows), 1)
     highest_rate = max([r["reject_rate"] for r in rows] + [0.01])
     shifts = [abs(r["shift_sigmas"]) for r in rows if r["shift_sigmas"] is not None]
-    largest_shift = max(shifts + [DRIFT_SIGMAS * 1.5])
+    largest_shift = max(shifts + [drift_sigmas() * 1.5])
     zero = (middle + 20 + bottom) // 2
     for index, row in enumerate(rows):
         x0, x1 = int(left + index * slot + 2), int(left + (index + 1) * slot - 2)
@@ -185,18 +199,18 @@ def plot(summary: dict, path: Path) -> None:
             cv2.rectangle(canvas, (x0, min(y, zero)), (x1, max(y, zero)), (40, 120, 240) if row["drift"] else (150, 150, 150), -1)
         if len(rows) <= 24 or index % max(1, len(rows) // 12) == 0:
             cv2.putText(canvas, row["hour"][11:], (x0, bottom + 18), font, 0.35, black, 1, cv2.LINE_AA)
-    for limit in (DRIFT_SIGMAS, -DRIFT_SIGMAS):
+    for limit in (drift_sigmas(), -drift_sigmas()):
         y = zero - int(limit / largest_shift * (bottom - zero))
         cv2.line(canvas, (left, y), (right, y), (0, 0, 200), 1)
     cv2.line(canvas, (left, zero), (right, zero), black, 1)
     cv2.line(canvas, (left, middle), (right, middle), black, 1)
     cv2.putText(canvas, f"reject rate per period (top {highest_rate:.1%})", (left, top - 10), font, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(canvas, f"PASS score shift from normal, in sigmas (lines at +-{DRIFT_SIGMAS:g})", (left, middle + 18), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"PASS score shift from normal, in sigmas (lines at +-{drift_sigmas():g})", (left, middle + 18), font, 0.5, black, 1, cv2.LINE_AA)
     write_png(path, canvas)
 
 
 def run(args: argparse.Namespace) -> int:
-    now = datetime.now()
+    now = datetime.now().astimezone()  # aware, as the journal's timestamps are
     since, until = when(args.since, now), when(args.until, now)
     normal = _normal_scores(args.model)
     summary = summarise(read_records(args.directory, since, until), normal, period_seconds(args.every))

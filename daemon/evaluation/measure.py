@@ -1,13 +1,16 @@
-"""A deployed model folder measured on labelled images, through the station's own runtime.
+"""A deployed model folder measured on labelled images, through the station's own runtime and decision rule.
 
 Image metrics from the raw scores; pixel metrics (AUROC, AUPRO) where masks exist, at the
 model's resolution, as anomalib measures them (masks resized nearest, then centre-cropped as
-the frames are); counts, rates and F1 at the folder's threshold (anomalous when score >
-threshold); latency of the runtime (pre-processing + graph; the file read excluded).
+the frames are); counts, rates and F1 of the verdicts the rule gives (``runtime.decision``: the
+station's threshold, minimum defect area and confirmation, the images judged in the order
+listed, as the station would judge them replayed in that order); latency of the runtime
+(pre-processing + graph; the file read excluded).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import numpy as np
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.evaluation.dataset import Sample
 from inspectd.daemon.evaluation.metrics import Rate, aupro, auroc, confusion, f1_score
+from inspectd.daemon.runtime.decision import Decided, Rule, Verdict
 from inspectd.daemon.runtime.images import read_image
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.runtime.preprocess import crop_offset, resized_size
@@ -27,13 +31,19 @@ from inspectd.daemon.runtime.preprocess import crop_offset, resized_size
 class Scored:
     sample: Sample
     score: float
+    decided: Decided  # the rule's verdict, in the order the samples were judged
+    critical: float  # the threshold below which the rule calls it anomalous (Rule.critical_score): what calibrate chooses on
     latency_ms: float
     model_map: np.ndarray | None  # at the model's resolution, kept when the sample has a mask or is good (pixel metrics)
     model_mask: np.ndarray | None  # the ground truth the same way
 
 
-def score_all(model: Model, samples: list[Sample], progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[list[Scored], list[str]]:
-    """Every sample through the runtime; unreadable ones are listed as errors, never scored."""
+def score_all(model: Model, samples: list[Sample], rule: Rule | None = None,
+              progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[list[Scored], list[str]]:
+    """Every sample through the runtime and the rule (default: the folder's own); unreadable ones are listed as errors,
+    never scored."""
+    rule = rule or model.rule()
+    judge = rule.judge()
     with_masks = any(s.mask is not None for s in samples)
     scored, errors = [], []
     for number, sample in enumerate(samples, 1):
@@ -45,9 +55,11 @@ def score_all(model: Model, samples: list[Sample], progress: Callable[[int, int]
         except InspectdError as exc:
             errors.append(str(exc))
             continue
+        heat = functools.cache(result.anomaly_map)  # the frame's map, made once and only if the rule looks at it
         keep = with_masks and (sample.mask is not None or not sample.anomalous)
         mask = model_mask(sample, frame.shape[:2], model) if keep else None
-        scored.append(Scored(sample, result.score, latency, result.model_map if keep else None, mask))
+        scored.append(Scored(sample, result.score, judge(result.score, heat), rule.critical_score(result.score, heat), latency,
+                             result.model_map if keep else None, mask))
         progress(number, len(samples))
     return scored, errors
 
@@ -68,34 +80,45 @@ def model_mask(sample: Sample, frame_size: tuple[int, int], model: Model) -> np.
     return mask > 127
 
 
-def summarise(scored: list[Scored], threshold: float) -> dict:
-    """Every figure `inspectd evaluate` prints, as one JSON-able dict."""
+def summarise(scored: list[Scored], rule: Rule) -> dict:
+    """Every figure `inspectd evaluate` prints, as one JSON-able dict (None where a figure is undefined)."""
     scores = np.array([s.score for s in scored])
-    labels = np.array([s.sample.anomalous for s in scored])
-    counts = confusion(scores, labels, threshold)
+    labels = np.array([s.sample.anomalous for s in scored], dtype=bool)
+    rejected = np.array([s.decided.verdict is Verdict.REJECT for s in scored], dtype=bool)
     good, defective = int((~labels).sum()), int(labels.sum())
     pixel = [s for s in scored if s.model_map is not None]
     kinds = sorted({s.sample.kind for s in scored if s.sample.anomalous})
     latencies = np.array([s.latency_ms for s in scored])
     summary = {
         "images": len(scored), "good": good, "defective": defective,
-        "image_auroc": auroc(scores, labels),
-        "pixel_auroc": auroc(np.stack([s.model_map for s in pixel]), np.stack([s.model_mask for s in pixel])) if pixel else None,
-        "aupro": aupro([s.model_map for s in pixel], [s.model_mask for s in pixel]) if pixel else None,
+        "image_auroc": finite(auroc(scores, labels)) if good and defective else None,
+        "pixel_auroc": finite(auroc(np.stack([s.model_map for s in pixel]), np.stack([s.model_mask for s in pixel]))) if pixel else None,
+        "aupro": finite(aupro([s.model_map for s in pixel], [s.model_mask for s in pixel])) if pixel else None,
         "pixel_images": len(pixel),
-        "threshold": threshold,
-        "confusion": counts,
-        "f1": f1_score(counts),
-        "false_reject_rate": _rate(Rate(counts["false_reject"], good)),
-        "catch_rate": _rate(Rate(counts["true_reject"], defective)),
-        "per_defect": {kind: _rate(Rate(sum(s.score > threshold for s in scored if s.sample.kind == kind),
-                                        sum(s.sample.kind == kind for s in scored))) for kind in kinds},
+        "threshold": rule.threshold,
+        "rule": rule.describe(),
+        "rates_per_part": rule.per_frame,
+        "confusion": None, "f1": None, "false_reject_rate": None, "catch_rate": None, "per_defect": {},
         "latency_ms": {"median": float(np.median(latencies)), "p95": float(np.percentile(latencies, 95))} if scored else None,
+        "verdicts": [{"image": str(s.sample.path), "kind": s.sample.kind, "verdict": str(s.decided.verdict), "score": s.score,
+                      "defect_area": s.decided.defect_area} for s in scored],
     }
+    if rule.per_frame:  # with confirmation a verdict spans several frames: a rate per image is no part's rate
+        counts = confusion(rejected, labels)
+        summary.update(confusion=counts, f1=f1_score(counts) if defective else None,
+                       false_reject_rate=_rate(Rate(counts["false_reject"], good)), catch_rate=_rate(Rate(counts["true_reject"], defective)),
+                       per_defect={kind: _rate(Rate(int(rejected[[s.sample.kind == kind for s in scored]].sum()),
+                                                    sum(s.sample.kind == kind for s in scored))) for kind in kinds})
     return summary
 
 
-def _rate(rate: Rate) -> dict:
+def finite(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _rate(rate: Rate) -> dict | None:
+    if not rate.total:
+        return None
     low, high = rate.interval
     return {"count": rate.count, "of": rate.total, "rate": rate.value, "ci95": [low, high], "text": str(rate)}
 
@@ -103,20 +126,27 @@ def _rate(rate: Rate) -> dict:
 def text(summary: dict, model_dir: str, data_dir: str) -> list[str]:
     """The summary as a person reads it."""
     number = lambda value: "n/a" if value is None else f"{value:.4f}"  # noqa: E731
+    rate = lambda value: "n/a (no such images)" if value is None else value["text"]  # noqa: E731
     counts = summary["confusion"]
     lines = [
         f"model {model_dir} on {data_dir}: {summary['images']} images ({summary['good']} good, {summary['defective']} defective)",
         f"image AUROC        {number(summary['image_auroc'])}",
         f"pixel AUROC        {number(summary['pixel_auroc'])}" + (f" ({summary['pixel_images']} images with masks or good)" if summary["pixel_images"] else " (no masks)"),
         f"PRO (AUPRO@0.3)    {number(summary['aupro'])}",
-        f"threshold          {summary['threshold']:.4f} (anomalous when score > threshold)",
-        f"false rejects      {summary['false_reject_rate']['text']} of good parts",
-        f"caught             {summary['catch_rate']['text']} of defective parts",
-        *(f"  {kind:16} {rate['text']}" for kind, rate in summary["per_defect"].items()),
-        f"F1                 {summary['f1']:.4f}",
-        f"confusion          {counts['true_reject']} caught, {counts['false_accept']} missed, {counts['false_reject']} good rejected, "
-        f"{counts['true_pass']} good passed",
+        f"decides            {summary['rule']}",
     ]
+    if counts is None:
+        lines.append("rates              none per image: a verdict spans several frames (decision.confirm), so a part's rate depends on "
+                     "how many frames each part gives; the verdicts are in --json, judged in this order")
+    else:
+        lines += [
+            f"false rejects      {rate(summary['false_reject_rate'])} of good parts",
+            f"caught             {rate(summary['catch_rate'])} of defective parts",
+            *(f"  {kind:16} {rate(value)}" for kind, value in summary["per_defect"].items()),
+            f"F1                 {number(summary['f1'])}",
+            f"confusion          {counts['true_reject']} caught, {counts['false_accept']} missed, {counts['false_reject']} good rejected, "
+            f"{counts['true_pass']} good passed",
+        ]
     if summary["latency_ms"]:
         lines.append(f"latency            median {summary['latency_ms']['median']:.1f} ms, p95 {summary['latency_ms']['p95']:.1f} ms "
                      f"(pre-processing + graph at {summary.get('precision', '?')}; file read excluded)")

@@ -112,9 +112,9 @@ class Rate:
         return f"{self.value * 100:.1f}% ({self.count}/{self.total}; 95% CI {low * 100:.1f}-{high * 100:.1f}%)"
 
 
-def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, int]:
-    """Counts at a threshold, with the runtime's rule: anomalous when score > threshold."""
-    predicted = np.asarray(scores) > threshold
+def confusion(rejected: np.ndarray, labels: np.ndarray) -> dict[str, int]:
+    """Counts of the verdicts (True: REJECT) against the labels (True: defective)."""
+    predicted = np.asarray(rejected, dtype=bool)
     labels = np.asarray(labels, dtype=bool)
     return {"true_reject": int((predicted & labels).sum()), "false_reject": int((predicted & ~labels).sum()),
             "false_accept": int((~predicted & labels).sum()), "true_pass": int((~predicted & ~labels).sum())}

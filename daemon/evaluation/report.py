@@ -2,8 +2,8 @@
 
     DIR/index.html          the figures, the histogram and the worst cases on one page
     DIR/histogram.png       scores of good and defective parts, the threshold marked
-    DIR/false_reject_*.png  the good parts scored highest above the threshold (frame | heatmap)
-    DIR/false_accept_*.png  the defective parts scored lowest at or below it
+    DIR/false_reject_*.png  the good parts the rule rejected, highest score first (frame | heatmap)
+    DIR/false_accept_*.png  the defective parts it passed, lowest score first
 
 Drawn with OpenCV only: the station has no plotting library.
 """
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from inspectd.daemon.evaluation.measure import Scored
+from inspectd.daemon.runtime.decision import Rule, Verdict
 from inspectd.daemon.runtime.heatmap import overlay
 from inspectd.daemon.runtime.images import read_image, write_png
 from inspectd.daemon.runtime.model import Model
@@ -58,21 +59,21 @@ def histogram(scored: list[Scored], threshold: float, width: int = 900, height: 
     return canvas
 
 
-def worst_cases(scored: list[Scored], threshold: float) -> list[tuple[str, Scored]]:
-    rejected_good = sorted((s for s in scored if not s.sample.anomalous and s.score > threshold), key=lambda s: -s.score)
-    missed = sorted((s for s in scored if s.sample.anomalous and s.score <= threshold), key=lambda s: s.score)
+def worst_cases(scored: list[Scored]) -> list[tuple[str, Scored]]:
+    """The good parts the rule rejected, highest score first, and the defective ones it passed, lowest first."""
+    rejected_good = sorted((s for s in scored if not s.sample.anomalous and s.decided.verdict is Verdict.REJECT), key=lambda s: -s.score)
+    missed = sorted((s for s in scored if s.sample.anomalous and s.decided.verdict is Verdict.PASS), key=lambda s: s.score)
     return [("false_reject", s) for s in rejected_good[:WORST]] + [("false_accept", s) for s in missed[:WORST]]
 
 
-def write_report(folder: Path, model: Model, scored: list[Scored], summary: dict, lines: list[str]) -> Path:
+def write_report(folder: Path, model: Model, rule: Rule, scored: list[Scored], lines: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    threshold = summary["threshold"]
-    write_png(folder / "histogram.png", histogram(scored, threshold))
+    write_png(folder / "histogram.png", histogram(scored, rule.threshold))
     pictures = []
-    for number, (kind, case) in enumerate(worst_cases(scored, threshold), 1):
+    for number, (kind, case) in enumerate(worst_cases(scored), 1):
         frame = read_image(case.sample.path)
         name = f"{kind}_{number}_{case.sample.kind}_{case.sample.path.stem}.png"
-        write_png(folder / name, overlay(frame, model.infer(frame, str(case.sample.path)), threshold=threshold))
+        write_png(folder / name, overlay(frame, model.infer(frame, str(case.sample.path)), rule, case.decided.verdict))
         pictures.append((kind.replace("_", " "), name, case))
     rows = "".join(f"<tr><td><pre>{html.escape(line)}</pre></td></tr>" for line in lines)
     cases = "".join(f"<figure><img src='{html.escape(name)}' width='640'><figcaption>{kind}: {html.escape(str(case.sample.path))}, "

@@ -10,7 +10,8 @@ false-reject rate it can afford (1% by default) and wants to know what that catc
   the good scores (mean + z * std for the target's quantile), never below the highest good
   score, and the choice says so (``supported`` is False, ``warning`` the line to print).
 
-Rule everywhere: a part is rejected when its score is above the threshold.
+The scores are what the decision rule compares with the threshold (``runtime.decision``: the
+raw score, or with a minimum defect area ``Rule.critical_score``): the station's own rule.
 
     >>> choice = for_false_reject_rate(np.arange(200.0), 0.01)
     >>> choice.method, choice.value, choice.false_reject.count
@@ -25,6 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from inspectd.daemon import schema
 from inspectd.daemon.evaluation.metrics import Rate, auroc
 
 DEFAULT_FALSE_REJECT_RATE = 0.01
@@ -43,6 +45,22 @@ class Choice:
     @property
     def supported(self) -> bool:
         return self.warning is None
+
+    @property
+    def f1(self) -> float | None:
+        """F1 at ``value`` on the images it was chosen on; None without defective images."""
+        if self.catch is None:
+            return None
+        caught, missed = self.catch.count, self.catch.total - self.catch.count
+        return 2 * caught / (2 * caught + self.false_reject.count + missed) if caught else 0.0
+
+    def record(self, note: str | None = None) -> schema.Threshold:
+        """The model folder's threshold entry for this choice (``inspectd.json`` threshold): export and calibrate write it."""
+        counts = {"normal_images": self.false_reject.total, "anomalous_images": self.catch.total if self.catch else 0}
+        if self.method == "f1":
+            return schema.Threshold(value=self.value, source="calibration-f1", f1=self.f1, note=note, **counts)
+        return schema.Threshold(value=self.value, source="calibration-frr", target_false_reject_rate=self.target, method=self.method,
+                                note=note, **counts)
 
     def lines(self) -> list[str]:
         """What train and calibrate print."""

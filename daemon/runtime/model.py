@@ -2,8 +2,11 @@
 
     >>> model = Model.load("models/demo-mug")                     # doctest: +SKIP
     >>> result = model.infer(read_image("part.png"))              # doctest: +SKIP
-    >>> print(result.score, result.threshold, result.anomalous)   # doctest: +SKIP
     >>> heat = result.anomaly_map()    # same height x width as the frame  # doctest: +SKIP
+    >>> model.rule().judge()(result.score, heat).verdict          # doctest: +SKIP
+    <Verdict.PASS: 'PASS'>
+
+The model scores; the verdict is the decision rule's (``runtime.decision``), here the folder's own.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from inspectd.daemon.errors import InspectdError, ModelDoesNotFit, ModelFolderError
 from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, read_model_folder
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.preprocess import model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
 from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
@@ -26,11 +30,9 @@ from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
 @dataclass
 class Inspection:
-    """One frame's result. ``score`` and ``threshold`` are raw PaDiM scores (same units)."""
+    """One frame's score and map; the verdict is the decision rule's (``runtime.decision``). ``score`` is the raw PaDiM score."""
 
     score: float
-    threshold: float
-    anomalous: bool
     latency_ms: float  # pre-processing + inference, frame already in memory
     model_map: np.ndarray = field(repr=False)  # anomaly map at the model's input resolution
     frame_size: tuple[int, int]  # (height, width)
@@ -207,6 +209,10 @@ class Model:
     def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> Model:
         return cls(read_model_folder(path), device, precision, memory)
 
+    def rule(self) -> Rule:
+        """The folder's own decision rule: its threshold, nothing else (a station's configuration may add to it)."""
+        return Rule(self.threshold)
+
     @property
     def color(self) -> str:
         """What the folder was trained on and takes: "rgb" or "gray"."""
@@ -233,8 +239,6 @@ class Model:
             raise InspectdError(f"{name}: the model produced a non-finite score ({score}); check the model folder with 'inspectd infer'")
         return Inspection(
             score=score,
-            threshold=self.threshold,
-            anomalous=bool(score > self.threshold),
             latency_ms=latency_ms,
             model_map=model_map,
             frame_size=(frame.shape[0], frame.shape[1]),

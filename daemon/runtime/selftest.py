@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from inspectd.daemon.errors import ModelFolderError
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.schema import ModelFolder, ModelMetadata
 
 COARSE_MAP = 16  # side of the coarse anomaly map kept per frame (area mean of the model's map)
@@ -103,6 +104,7 @@ def run_self_test(compiled, map_output: str, score_output: str, cases: SelfTestC
     limit = cases.limit if executed == "f32" else cases.reduced_limit
     request = compiled.create_infer_request()
     map_port, score_port = compiled.output(map_output), compiled.output(score_output)
+    rule = Rule(cases.threshold)
     start = time.perf_counter()
     score_errors, map_errors, flips, problem, ran = [], [], 0, None, 0
     for name, tensor, reference, reference_map in zip(cases.names, cases.inputs, cases.reference_scores, cases.reference_maps):
@@ -115,7 +117,7 @@ def run_self_test(compiled, map_output: str, score_output: str, cases: SelfTestC
             break
         score_errors.append(abs(score - reference) / cases.threshold)
         map_errors.append(float(np.abs(coarse_map(anomaly_map) - reference_map).max()) / cases.threshold)
-        if (score > cases.threshold) != (reference > cases.threshold):
+        if rule.anomalous(score)[0] != rule.anomalous(reference)[0]:
             flips += 1
             problem = f"verdict flip on {name} (score {score:.4f}, torch {reference:.4f}, threshold {cases.threshold:.4f})"
             break

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, InspectdError
-from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
+from inspectd.daemon.runtime.decision import Judge, Rule
 from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 from inspectd.daemon.station.config import Config
-from inspectd.daemon.station.decision import Decision
 from inspectd.daemon.station.drift import DriftWatch, drift_watch
 from inspectd.daemon.station.outputs import EventKind, Fanout, Notice, Output, OutputConfig
 from inspectd.daemon.station.settings import located
@@ -28,7 +28,8 @@ from inspectd.daemon.station.verdict import FrameVerdict
 class Pipeline:
     config: Config
     model: Model
-    decision: Decision
+    rule: Rule  # what the station decides with (config.rule): the folder's threshold or the override, area, confirmation
+    judge: Judge  # the rule over this pipeline's frames (its confirmation window)
     outputs: list[Output]  # opened here (or kept from the pipeline a reload replaced), closed here: the archive and the journal
     sections: list[OutputConfig] = field(default_factory=list)  # the table each output was opened from
     drift: DriftWatch | None = None  # the PASS scores against the folder's normal scores; None: not watched
@@ -39,11 +40,11 @@ class Pipeline:
         """Frame ``number``'s verdict; raises when the model or the decision cannot judge it."""
         start = time.perf_counter()
         inspection = self.model.infer(frame.pixels, frame.name)
-        verdict, area = self.decision(inspection)
+        decided = self.judge(inspection.score, inspection.anomaly_map)
         return FrameVerdict(
-            frame=number, source=frame.name, verdict=verdict, score=inspection.score, threshold=self.decision.threshold,
-            latency_ms=(time.perf_counter() - start) * 1000.0, model_id=self.model.model_id, defect_area=area,
-            inspection=inspection, pixels=frame.pixels,
+            frame=number, source=frame.name, verdict=decided.verdict, score=inspection.score, rule=self.rule,
+            latency_ms=(time.perf_counter() - start) * 1000.0, model_id=self.model.model_id, precision=self.model.precision,
+            defect_area=decided.defect_area, inspection=inspection, pixels=frame.pixels,
         )
 
     def announce(self, outputs: Fanout, kind: EventKind, message: str) -> None:
@@ -82,16 +83,22 @@ class Pipeline:
         return failed
 
 
-def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None) -> Pipeline:
-    """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs,
-    taking from ``reuse`` those whose table did not change."""
+def load_model(config: Config) -> Model:
+    """The model as the station loads it, self-test included: a problem with the folder is a configuration error (exit 78)."""
     try:
-        model = Model.load(config.model.path, config.model.device, config.model.precision, SelfTestMemory.of_service())
+        return Model.load(config.model.path, config.model.device, config.model.precision, SelfTestMemory.of_service())
     except ConfigError as error:
         raise located(error, config.file) from None
     except InspectdError as error:
         raise ConfigError(str(error), file=config.file, key="model.path") from None
-    threshold = config.model.threshold if config.model.threshold is not None else model.threshold
+
+
+def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None,
+                   model: Model | None = None) -> Pipeline:
+    """Loads and self-tests the model unless ``model`` is it, loaded from this configuration (any problem with it is a
+    configuration error: exit 78), opens the outputs, taking from ``reuse`` those whose table did not change."""
+    model = model or load_model(config)
+    rule = config.rule(model.threshold)
     kept = list(zip(reuse.sections, reuse.outputs)) if reuse is not None else []
     outputs: list[Output] = []
     sections: list[OutputConfig] = []
@@ -117,4 +124,4 @@ def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pi
             and reuse.model.model_id == model.model_id
             and (reuse.drift.normal_mean, reuse.drift.normal_std) == (drift.normal_mean, drift.normal_std)):
         drift = reuse.drift  # the same model and [drift]: the window goes on, an alarm in progress stays one
-    return Pipeline(config, model, Decision(threshold, config.decision), outputs, sections, drift, note)
+    return Pipeline(config, model, rule, rule.judge(), outputs, sections, drift, note)

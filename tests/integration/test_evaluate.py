@@ -62,7 +62,7 @@ def test_cookie_with_masks_matches_anomalib_pixel_metrics(cookie_model, cookie):
     model = Model.load(cookie_model)
     scored, errors = score_all(model, labelled_images(cookie))
     assert not errors and len(scored) == 46
-    summary = summarise(scored, model.threshold)
+    summary = summarise(scored, model.rule())
     maps = np.stack([s.model_map for s in scored])
     masks = np.stack([s.model_mask for s in scored])
     assert masks[[s.sample.anomalous for s in scored]].any(axis=(1, 2)).all()  # every cracked cookie has its mask

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import needs_export, run_cli, train_plain_anomalib

@@ -65,7 +65,7 @@ def test_rates_and_counts():
     low, high = rate.interval
     assert rate.value == 0.01 and 0.001 < low < 0.01 < high < 0.06  # Wilson: 0.18%-5.45%
     assert Rate(0, 20).interval[0] == 0.0 and 0.1 < Rate(0, 20).interval[1] < 0.2
-    counts = confusion(np.array([1.0, 2.0, 3.0, 4.0]), np.array([False, True, False, True]), threshold=2.0)
+    counts = confusion(np.array([1.0, 2.0, 3.0, 4.0]) > 2.0, np.array([False, True, False, True]))
     assert counts == {"true_reject": 1, "false_reject": 1, "false_accept": 1, "true_pass": 1}
     assert f1_score(counts) == 0.5
 

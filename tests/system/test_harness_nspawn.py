@@ -33,7 +33,7 @@ print("probe stops pinging the watchdog", flush=True)
 time.sleep(3600)
 """
 
-SERVICE = f"""\
+SERVICE = """\
 [Unit]
 Description=inspectd watchdog probe
 

@@ -94,7 +94,7 @@ def test_check_creates_nothing_and_says_what_it_looked_at(tmp_path, images, caps
     assert main(["check", "--config", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}: OK: directory source, continuous trigger, model {DEMO_MODEL}")
-    assert f"  source: first frame '000.png' read, 160x120 after the ROI" in out
+    assert "  source: first frame '000.png' read, 160x120 after the ROI" in out
     assert "  gpio: chip 'memory' opened; lines not requested: gpio.reject.line 'GPIO17', free" in out
     assert any(line.startswith(f"  archive: {tmp_path}/state/archive will be created in {tmp_path}, writable; quota 500 MB") for line in out)
     assert sorted(os.listdir(tmp_path)) == ["images", "inspectd.toml"]

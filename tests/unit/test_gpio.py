@@ -32,6 +32,7 @@ from inspectd.daemon.gpio.sensor import PartSensor
 from inspectd.daemon.station.outputs import EventKind
 from inspectd.daemon.station.outputs.reject import RejectLineConfig, RejectOutput
 from inspectd.daemon.station.triggers.gpio import GpioTrigger
+from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
 SLACK_S = 0.150  # how late a timer thread may be on a loaded test machine
@@ -257,8 +258,8 @@ def test_bad_pulse_width_is_refused(gpio, width_ms):
 
 def verdict(kind: Verdict, frame: int = 1) -> FrameVerdict:
     return FrameVerdict(
-        frame=frame, source="test", verdict=kind, score=1.0, threshold=0.5, latency_ms=1.0,
-        model_id="0" * 64, defect_area=None, inspection=None, pixels=np.zeros((1, 1, 3), np.uint8),
+        frame=frame, source="test", verdict=kind, score=1.0, rule=Rule(0.5), latency_ms=1.0,
+        model_id="0" * 64, precision="f32", defect_area=None, inspection=None, pixels=np.zeros((1, 1, 3), np.uint8),
     )
 
 

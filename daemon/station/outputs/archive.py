@@ -390,7 +390,7 @@ def heatmap(verdict: FrameVerdict) -> np.ndarray:
         sy, sx = size[1] / height, size[0] / width
         top, left, bottom, right = inspection.region
         inspection = dataclasses.replace(inspection, frame_size=(size[1], size[0]), region=(top * sy, left * sx, bottom * sy, right * sx))
-    return overlay(pixels, inspection, threshold=verdict.threshold, rejected=verdict.rejected)
+    return overlay(pixels, inspection, verdict.rule, verdict.verdict)
 
 
 def _error_code(error: Exception) -> str:

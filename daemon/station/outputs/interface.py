@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inspectd.daemon.records import RecordKind as EventKind  # the kinds of records besides verdicts
 from inspectd.daemon.station.settings import Section
 from inspectd.daemon.station.verdict import FrameVerdict
 
@@ -20,19 +21,6 @@ ONE_LINE_CHARS = 300  # an exception's message in a fault record, at most
 _OTHER_SURROGATES = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 # C0 and C1 controls, DEL and the Unicode line separators: shown escaped, so every record and line is one line.
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
-
-
-class EventKind(enum.StrEnum):
-    """A service event (each has its journald MESSAGE_ID); compares and formats as its text."""
-
-    START = "start"  # also: a part that had failed works again (the source is back, the archive writes again)
-    STOP = "stop"
-    RELOAD = "reload"
-    FAULT = "fault"
-    SUMMARY = "summary"
-    PRECISION = "precision"  # the model runs at a slower precision than asked: a faster one failed its self-test
-    DRIFT = "drift"  # the PASS scores drifted from the model folder's normal scores (station.drift): a warning, once
-    DRIFT_OVER = "drift-over"  # they are back: the drift alarm is over
 
 
 class Fault(enum.StrEnum):

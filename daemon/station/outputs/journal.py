@@ -1,9 +1,8 @@
 """``[journal]``: one structured journald record per verdict (and per service event), or one
 stderr line each where there is no journal (a developer laptop).
 
-Fields (journald requires UPPER_SNAKE names): MESSAGE, PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER,
-INSPECTD_VERDICT, INSPECTD_SCORE, INSPECTD_THRESHOLD, INSPECTD_FRAME, INSPECTD_LATENCY_MS,
-INSPECTD_MODEL, INSPECTD_IMAGE, INSPECTD_SOURCE, INSPECTD_DEFECT_AREA; summaries add
+Fields (journald requires UPPER_SNAKE names): MESSAGE, PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER; a
+verdict's are ``records.VerdictRecord``'s (the one shape its readers get back); summaries add
 INSPECTD_FRAMES, INSPECTD_REJECTS, INSPECTD_FPS; faults add INSPECTD_FAULT (where) and
 INSPECTD_ERROR (the exception's type); drift records add INSPECTD_DRIFT_SIGMA, INSPECTD_DRIFT_WINDOW,
 INSPECTD_DRIFT_LIMIT, INSPECTD_WINDOW_MEAN, INSPECTD_NORMAL_MEAN, INSPECTD_NORMAL_STD. The MESSAGE_IDs are explained by
@@ -25,22 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from inspectd.daemon.records import MESSAGE_IDS, RecordKind
 from inspectd.daemon.station.outputs.interface import EventKind, Notice, Output, OutputConfig, printable
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
-VERDICT_RECORD = "verdict"
-MESSAGE_IDS: dict[str, str] = {
-    VERDICT_RECORD: "5a01ba8d9a354266b5189ac90117b557",
-    EventKind.FAULT: "b1a6b1f25a3e4221ab82c0f6673f994f",
-    EventKind.START: "0f12c7ed6efb4275beec27b55c91abde",
-    EventKind.STOP: "4524c69a4ea1475bbf70cdc8b03c4973",
-    EventKind.RELOAD: "960be9cf77f44ea886f0c8ff08625ec6",
-    EventKind.SUMMARY: "b2b7174efc2f4cce9b3c917ef77d620a",
-    EventKind.PRECISION: "7ce843afd9d44cf6a483da1844086b4a",
-    EventKind.DRIFT: "295411a410124cc2b5d65b66b86e769e",
-    EventKind.DRIFT_OVER: "fbf4e0beac2e4907841157c796b34b46",
-}
+VERDICT_RECORD = RecordKind.VERDICT
 PRIORITY: dict[str, int] = {
     Verdict.REJECT: 4, Verdict.PASS: 6, EventKind.FAULT: 3, EventKind.START: 5, EventKind.STOP: 5, EventKind.RELOAD: 5,
     EventKind.SUMMARY: 6, EventKind.PRECISION: 4, EventKind.DRIFT: 4, EventKind.DRIFT_OVER: 5,
@@ -88,23 +77,8 @@ class JournalOutput:
         self.window_frames += 1
         self.rejects += verdict.rejected
         if self.config.log == "all" or verdict.rejected:
-            fields = {
-                "INSPECTD_VERDICT": str(verdict.verdict),
-                "INSPECTD_SCORE": f"{verdict.score:.4f}",
-                "INSPECTD_THRESHOLD": f"{verdict.threshold:.4f}",
-                "INSPECTD_FRAME": str(verdict.frame),
-                "INSPECTD_LATENCY_MS": f"{verdict.latency_ms:.2f}",
-                "INSPECTD_MODEL": verdict.model_id,
-                "INSPECTD_SOURCE": verdict.source,
-            }
-            if verdict.archived is not None:
-                fields["INSPECTD_IMAGE"] = str(verdict.archived)
-            if verdict.defect_area is not None:
-                fields["INSPECTD_DEFECT_AREA"] = str(verdict.defect_area)
-            relation = ">" if verdict.score > verdict.threshold else "<="
-            message = (f"{verdict.verdict} frame {verdict.frame} score {verdict.score:.3f} {relation} {verdict.threshold:.3f} "
-                       f"({verdict.latency_ms:.1f} ms) {verdict.source}")
-            self._emit(VERDICT_RECORD, message, PRIORITY[verdict.verdict], fields)
+            record = verdict.record()
+            self._emit(VERDICT_RECORD, record.message(), PRIORITY[verdict.verdict], record.fields())
         if time.monotonic() - self.window_start >= self.config.summary_interval_s:
             self.summary()
 
