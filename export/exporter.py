@@ -220,7 +220,7 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
     from the compiled model and recorded as "not-checked": the station's self-test decides on
     the device. Where they really run: "verified" with no verdict flips and at most half the
     score error the export allows (the margin covers frames the self-test does not hold), else
-    "refused", which the runtime then does not try.
+    "refused", which the runtime then does not try on a CPU of the same name (another kind of CPU runs other kernels: its self-test decides).
     """
     checks = {"f32": schema.PrecisionCheck(status="verified", executed_as="f32", max_relative_score_error=f32_result.max_relative_score_error,
                                            verdict_flips=f32_result.verdict_flips)}

@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import PadimCheckpoint
-from .precise import KEPT_AT_F32, layers_to_keep, mark_precise
+from .precise import layers_to_keep, mark_precise
 
 MAP_OUTPUT, SCORE_OUTPUT = "anomaly_map", "score"
 WEIGHTS = "backbone f32, Gaussian statistics f16 (mean, Cholesky factors of the inverse covariances)"  # inspectd.json runtime.weights
