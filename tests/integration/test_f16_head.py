@@ -1,9 +1,9 @@
 """The f16-safe head (export/graph.py): the same distances as PaDiM's, in a range f16 holds.
 
 The arm64 tier (tests/system/test_package.py) runs the folders at f16 in the emulated Pi 5; here the
-pieces are checked on x86: the triangular Cholesky blocks against the full quadratic form, the scale
-chosen from a folder's scores, and the shipped demo folder at f16 where this CPU runs f16 natively
-(a Xeon with AVX-512 FP16 does; the old head gave inf there, as on the Pi).
+pieces are checked here: the triangular Cholesky blocks against the full quadratic form and the scale
+chosen from a folder's scores (tests/integration/test_export.py runs a Lite0 folder at f16 where this
+CPU runs f16 natively).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from conftest import needs_export
 
@@ -46,24 +45,3 @@ def test_the_scale_puts_the_highest_normal_score_near_one():
     assert (2400.0 * 2.0**k) ** 2 < F16_MAX / 100
     assert distance_cap(k) <= F16_MAX / 2 and math.isfinite(math.sqrt(distance_cap(k)) * 2.0**-k)
     assert choose_distance_scale(np.array([np.inf, np.nan]), None) == 0
-
-
-def test_the_demo_folder_runs_at_f16_where_this_cpu_does(demo_model):
-    """Native f16 here: every self-test frame finite, same verdict, score within 1% of the threshold (the old head gave inf)."""
-    import openvino as ov
-
-    from inspectd.daemon.runtime.selftest import load_cases
-    from inspectd.daemon.schema import read_model_folder
-
-    core = ov.Core()
-    if "FP16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        pytest.skip("this CPU does not run f16 natively: the arm64 tier checks it in the emulated Pi 5")
-    folder = read_model_folder(demo_model)
-    assert folder.metadata.head is not None, "the shipped demo folder was exported with the f16-safe head"
-    compiled = core.compile_model(core.read_model(str(folder.xml_path)), "CPU", {"INFERENCE_PRECISION_HINT": "f16"})
-    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f16"
-    cases, request = load_cases(folder), compiled.create_infer_request()
-    scores = np.array([float(request.infer({0: frame[None]})[compiled.output("score")].ravel()[0]) for frame in cases.inputs])
-    assert np.isfinite(scores).all(), scores
-    assert ((scores > cases.threshold) == (cases.reference_scores > cases.threshold)).all()
-    assert np.abs(scores - cases.reference_scores).max() <= 0.01 * cases.threshold

@@ -182,6 +182,9 @@ def edit(change) -> dict:
     return data
 
 
+HEAD = {"form": "cholesky-triangular", "block": 20, "distance_scale_log2": -9, "squared_distance_cap": 4092.0,
+        "kept_at_f32": "depthwise convolutions; the anomaly map from the square root on"}  # as export/graph.py writes it
+
 BROKEN = [
     # wrong types
     (lambda m: m["input"].update(height="128"), "input.height", "must be an integer"),
@@ -231,10 +234,11 @@ BROKEN = [
     (lambda m: m["runtime"]["precision_checks"].pop("f16"), "runtime.precision_checks.f16", "is missing"),
     (lambda m: m.update(verification=None), "verification", "is missing"),
     (lambda m: m["threshold"].update(treshold=5.0), "threshold.treshold", "not a field"),
-    (lambda m: m["head"].update(form="full-matrix"), "head.form", "cholesky-triangular"),
-    (lambda m: m["head"].update(block=0), "head.block", "positive"),
-    (lambda m: m["head"].update(distance_scale_log2=-9.5), "head.distance_scale_log2", "integer"),
-    (lambda m: m["head"].update(squared_distance_cap=math.inf), "head.squared_distance_cap", "finite"),
+    (lambda m: m.update(head={**HEAD, "form": "full-matrix"}), "head.form", "cholesky-triangular"),
+    (lambda m: m.update(head={**HEAD, "block": 0}), "head.block", "positive"),
+    (lambda m: m.update(head={**HEAD, "distance_scale_log2": -9.5}), "head.distance_scale_log2", "integer"),
+    (lambda m: m.update(head={**HEAD, "squared_distance_cap": math.inf}), "head.squared_distance_cap", "finite"),
+    (lambda m: m.update(head={k: v for k, v in HEAD.items() if k != "block"}), "head.block", "is missing"),
     # schema and version
     (lambda m: m.update(schema_version=3), "schema_version", "reads version 2 only"),
     (lambda m: (m.update(schema_version=1), m.pop("self_test")), "schema_version", "before the on-device self-test"),
@@ -261,10 +265,13 @@ def test_not_an_object():
 
 
 def test_optional_fields_may_be_absent_and_are_not_written():
-    data = edit(lambda m: (m.pop("calibration_image_auroc"), m["threshold"].pop("f1"), m.update(normal_scores=None), m.pop("head")))
+    data = edit(lambda m: (m.pop("calibration_image_auroc"), m["threshold"].pop("f1"), m.update(normal_scores=None)))
     meta = ModelMetadata.from_json(data, FILE)
     assert meta.calibration_image_auroc is None and meta.threshold.f1 is None and meta.normal_scores is None
-    assert meta.head is None  # a folder exported before the f16-safe head
+    assert meta.head is None  # the demo folder was exported before the f16-safe head
+    with_head = edit(lambda m: m.update(head=HEAD))
+    assert ModelMetadata.from_json(with_head, FILE).head.distance_scale_log2 == -9
+    assert ModelMetadata.from_json(with_head, FILE).to_json() == with_head
     assert meta.to_json() == data  # absent stays absent, null stays null
 
 
