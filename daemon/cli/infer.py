@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.heatmap import overlay
     from inspectd.daemon.runtime.images import read_image, write_png
     from inspectd.daemon.runtime.model import Model
-    from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
-    model = Model.load(args.model_dir, precision=args.precision, memory=SelfTestMemory.default())
+    model = Model.load(args.model_dir, precision=args.precision)
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     applied = station_rule.station_rule(args, model)

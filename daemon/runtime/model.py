@@ -25,7 +25,6 @@ from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, re
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.preprocess import model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
-from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
 
 @dataclass
@@ -78,15 +77,6 @@ def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[
     return results
 
 
-def _inspectd_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("inspectd")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 class Model:
     """A compiled model folder. Not thread-safe: use one per inspection loop.
 
@@ -99,14 +89,11 @@ class Model:
     ``fallback`` says why a faster precision was not used. If f32 fails too the folder does
     not fit this device: ModelDoesNotFit (exit 78).
 
-    With a ``memory`` (the station, ``inspectd infer``), a self-test that passed before with the same
-    folder, device, OpenVINO, inspectd and precision is not replayed (``runtime.selftest_memory``).
-
     A folder whose metadata is a Draft (``inspectd export`` still making it: no threshold or
     self-test yet) is compiled at the named precision as it is, untested; its threshold is NaN.
     """
 
-    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> None:
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto") -> None:
         import openvino as ov  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
@@ -143,13 +130,8 @@ class Model:
             executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             if cases is None:
                 break
-            key = memory.key(folder, self.device_name, ov.__version__, _inspectd_version(), candidate, executed) if memory else ""
-            result = memory.passed(key) if memory else None
-            if result is None:
-                result = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, candidate)
-                self.timings["self_test_s"] += result.seconds
-                if memory:
-                    memory.remember(key, result)
+            result = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, candidate)
+            self.timings["self_test_s"] += result.seconds
             self.trials.append(result)
             if result.passed:
                 break
@@ -206,8 +188,8 @@ class Model:
         return lines
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> Model:
-        return cls(read_model_folder(path), device, precision, memory)
+    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto") -> Model:
+        return cls(read_model_folder(path), device, precision)
 
     def rule(self) -> Rule:
         """The folder's own decision rule: its threshold, nothing else (a station's configuration may add to it)."""

@@ -50,7 +50,6 @@ class SelfTestResult:
     limit: float
     problem: str | None  # why it failed; None when it passed
     seconds: float
-    remembered_at: str | None = None  # not replayed: this pass was remembered (runtime.selftest_memory) at that time
 
     @property
     def passed(self) -> bool:
@@ -60,9 +59,6 @@ class SelfTestResult:
         head = f"self-test at {self.requested}" + (f" (runs as {self.executed} here)" if self.executed != self.requested else "")
         if not self.passed:
             return f"{head}: FAILED, {self.problem}"
-        if self.remembered_at:
-            return (f"{head}: passed on {self.remembered_at} with this folder, device, OpenVINO and inspectd (not replayed), "
-                    f"score error {self.max_score_error * 100:.3f}% of the threshold")
         return (f"{head}: passed on {self.frames} frames, score error {self.max_score_error * 100:.3f}% and map error "
                 f"{self.max_map_error * 100:.3f}% of the threshold (limit {self.limit * 100:g}%), 0 flips, {self.seconds * 1000:.0f} ms")
 
