@@ -303,7 +303,7 @@ echo "(inspectd infer: $(( $(date +%s) - start )) s)" >&2
 
 
 def x86_infer(folder: Path, images: list[Path]) -> dict[str, dict]:
-    proc = run_cli("infer", "--json", folder, *images)
+    proc = run_cli("infer", "--json", "--precision", "f32", folder, *images)  # the reference: f32 (this x86 may run f16 or bf16 natively)
     assert proc.returncode == 0, proc.stderr
     return {Path(row["image"]).relative_to(images[0].parents[2]).as_posix(): row for row in map(json.loads, proc.stdout.splitlines())}
 
