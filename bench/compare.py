@@ -1,6 +1,7 @@
 """inspectd against anomalib's own inferencers, in one run, on the same checkpoint and frames.
 
     python bench/compare.py [--data ../shared/data/cookie] [--checkpoint CKPT] [--rounds 3] [--frames 30]
+    python bench/compare.py --outside [--precision f32] ...   # from outside, as a user runs them (bench/outside.py)
 
 Contenders, each in a process of its own (so memory and cold start are its own), run in
 rounds with the order rotated every round (A/B alternation: machine noise hits all alike):
@@ -251,6 +252,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    parser.add_argument("--outside", action="store_true", help="inspectd infer and OpenVINOInferencer as processes over image files")
+    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16"), help="--outside: asked of both (default f32)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -259,6 +262,8 @@ def main() -> int:
     if not (args.data / "test").is_dir():
         raise SystemExit(f"bench: {args.data}/test not found; pass --data with an MVTec-layout data set")
     paths = prepare(args.work, args.data, args.checkpoint, args.frames)
+    if args.outside:
+        return _outside(args, paths)
     contenders = [c for c in args.contenders if c not in NEEDS_ANOMALIB or "anomalib_openvino" in paths]
     note = "" if len(contenders) == len(args.contenders) else "anomalib is not installed here: inspectd benchmarked alone."
     runs = []
@@ -278,6 +283,22 @@ def main() -> int:
     print(render(table, checks, note))
     args.json.write_text(json.dumps({"table": table, "ratios": [{"what": w, "value": v, "target": t} for w, v, t in checks],
                                      "frames": args.frames, "rounds": args.rounds, "frame_size": FRAME_SIZE, "note": note}, indent=2))
+    print(f"bench: wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _outside(args: argparse.Namespace, paths: dict) -> int:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import outside
+
+    if "anomalib_openvino" not in paths:
+        raise SystemExit("bench: --outside compares with anomalib's OpenVINOInferencer: install anomalib (pip install -e '.[export]')")
+    images = sorted((args.data / "test").glob("*/*.*"))[: args.frames]
+    table = outside.measure(paths, images, args.rounds, args.precision)
+    checks = outside.ratios(table)
+    print(outside.render(table, checks, len(images), args.precision))
+    args.json.write_text(json.dumps({"outside": table, "ratios": [{"what": w, "value": v, "target": t} for w, v, t in checks],
+                                     "images": len(images), "rounds": args.rounds, "precision": args.precision}, indent=2))
     print(f"bench: wrote {args.json}", file=sys.stderr)
     return 0
 

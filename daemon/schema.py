@@ -39,6 +39,7 @@ THRESHOLD_METHODS = ("order-statistic", "gumbel-fit", "empirical", "normal-fit")
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
+HEAD_FORMS = ("cholesky-triangular",)
 RGB, GRAY = "rgb", "gray"  # the colour modes: what the model was trained on, so what frames it takes
 COLOR_MODES = (RGB, GRAY)  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
@@ -198,6 +199,26 @@ class Preprocess(Section):
 class Outputs(Section):
     anomaly_map: str = setting(checks=(not_empty,))  # 1x1xHxW
     score: str = setting(checks=(not_empty,))  # (1,): the map's maximum
+
+
+@dataclass(frozen=True, kw_only=True)
+class Head(Section):
+    """How the graph computes PaDiM's Mahalanobis distance (export/graph.py), so that f16 can hold it.
+
+    ``form`` "cholesky-triangular": the squared distance is ||2^k L^T delta||^2, L the Cholesky factor of each
+    position's inverse covariance, applied in blocks of ``block`` rows of the triangle; clamped at
+    ``squared_distance_cap`` (in those scaled units) before the square root; the map multiplied by 2^-k after
+    the smoothing, so scores and maps come out in raw PaDiM units whatever k is. ``kept_at_f32``: the layers marked
+    to run at f32 whatever precision the device runs the rest at. Absent from folders exported before it existed,
+    whose graphs square the distance through the full inverse covariances, unscaled (f16 may overflow: the
+    self-test says so and the runtime falls back).
+    """
+
+    form: str = setting(choices=HEAD_FORMS)
+    block: int = setting(checks=(positive,))
+    distance_scale_log2: int = setting()  # k; chosen at export from the folder's own scores
+    squared_distance_cap: float = setting(checks=(positive,))
+    kept_at_f32: str = setting()  # layers the graph runs at f32 at every precision (OpenVINO's "precise"), for people
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -377,6 +398,7 @@ class ModelMetadata(Section):
     input: GraphInput
     preprocess: Preprocess
     outputs: Outputs
+    head: Head | None = setting(default=None, added=True)  # absent from folders exported before the f16-safe head
     threshold: Threshold
     normal_scores: NormalScores | None = setting(default=None, null=True)  # None without calibration good images
     runtime: Runtime

@@ -29,7 +29,8 @@ from inspectd.daemon.schema import read_model_folder, sha256_of
 from . import calibration, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
 from .progress import Bar, quiet
-from .graph import MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, export_ir
+from .graph import BLOCK, MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, choose_distance_scale, distance_cap, export_ir
+from .precise import KEPT_AT_F32
 
 
 def _say(message: str) -> None:
@@ -171,17 +172,21 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    with Bar(prefix, "converting to OpenVINO IR and compiling it"):
-        export_ir(checkpoint, work)
-        draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
-        model = Model(draft, precision="f32")
-
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == schema.GRAY)
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
+    labels = np.array([s.anomalous for s in samples], dtype=bool)
+    with Bar(prefix, "converting to OpenVINO IR, scaling its distances for f16 and compiling it"):
+        draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
+        export_ir(checkpoint, work, None)  # unscaled: the range of this model's distances on these frames
+        scale = choose_distance_scale(verify.exported_scores(Model(draft, precision="f32"), frames), ~labels if samples else None)
+        head = schema.Head(form="cholesky-triangular", block=BLOCK, distance_scale_log2=scale, squared_distance_cap=distance_cap(scale),
+                           kept_at_f32=KEPT_AT_F32)
+        export_ir(checkpoint, work, scale)
+        model = Model(draft, precision="f32")
+    progress(f"distances scaled by 2^{scale} inside the graph (squared, capped at {head.squared_distance_cap:g}): f16 holds them")
     with Bar(prefix, "verifying: every frame scored by torch and by the exported model", len(frames)) as bar:
         scores = verify.compare(checkpoint, model, frames, bar.advance)
-    labels = np.array([s.anomalous for s in samples], dtype=bool)
 
     if given is None:
         threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress, rule)
@@ -213,6 +218,7 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         input=draft.metadata.input,
         preprocess=draft.metadata.preprocess,
         outputs=draft.metadata.outputs,
+        head=head,
         threshold=threshold,
         normal_scores=calibration.normal_statistics(scores.exported[~labels]) if samples and not labels.all() else None,
         runtime=runtime,
@@ -263,7 +269,7 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
     from the compiled model and recorded as "not-checked": the station's self-test decides on
     the device. Where they really run: "verified" with no verdict flips and at most half the
     score error the export allows (the margin covers frames the self-test does not hold), else
-    "refused", which the runtime then does not try.
+    "refused", which the runtime then does not try on a CPU of the same name (another kind of CPU runs other kernels: its self-test decides).
     """
     checks = {"f32": schema.PrecisionCheck(status="verified", executed_as="f32", max_relative_score_error=f32_result.max_relative_score_error,
                                            verdict_flips=f32_result.verdict_flips)}

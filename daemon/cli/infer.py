@@ -22,6 +22,9 @@ def add_to(commands) -> None:
     station_rule.add_to(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--heatmap-dir", metavar="DIR", help="write <image>_heatmap.png (original | overlay) here")
+    parser.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "f16"),
+                        help="auto (default): the fastest this device runs natively that passes the folder's self-test; "
+                             "a named one is tried first, then the ones after it down to f32")
     parser.set_defaults(run=run)
 
 
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.images import read_image, write_png
     from inspectd.daemon.runtime.model import Model
 
-    model = Model.load(args.model_dir)
+    model = Model.load(args.model_dir, precision=args.precision)
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     applied = station_rule.station_rule(args, model)

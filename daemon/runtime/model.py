@@ -164,9 +164,9 @@ class Model:
                 candidates.append(candidate)
             elif NATIVE_SUPPORT[candidate] not in capabilities:
                 self.notes.append(f"{candidate}: not native on this CPU, not tried")
-            elif candidate in meta.runtime.refused_precisions:
+            elif candidate in meta.runtime.refused_precisions and meta.runtime.checked_on.cpu == self.device_name:
                 why = meta.runtime.precision_checks.get(candidate).why or "failed"
-                self.notes.append(f"{candidate}: not tried, the export ran it and refused it ({why})")
+                self.notes.append(f"{candidate}: not tried, the export ran it on this CPU and refused it ({why})")
             else:
                 candidates.append(candidate)
         return candidates

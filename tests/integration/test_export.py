@@ -178,9 +178,14 @@ def test_lite0_offline_cookie_auroc(cookie, tmp_path):
     result = run_cli("train", cookie, "--out", tmp_path / "run", "--backbone", "tf_efficientnet_lite0", "--weights", "offline")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model.ckpt").is_file()
-    assert "self-test at f32: passed" in result.stderr
     meta = written(tmp_path / "run" / "model")
     assert_precisions_recorded_only_where_they_ran(meta)
+    # The f16-safe head (export/graph.py): Lite0's squared distances (scores in the hundreds) overflowed f16 before.
+    assert meta.head is not None and (meta.threshold.value * 2.0**meta.head.distance_scale_log2) ** 2 < 16
+    if meta.runtime.precision_checks.f16.executed_as == "f16":  # this CPU runs f16 natively (AVX-512 FP16): it must hold
+        assert meta.runtime.precision_checks.f16.status == "verified" and "self-test at f16: passed" in result.stderr, result.stderr[-2000:]
+    else:
+        assert "self-test at f32: passed" in result.stderr
     assert_self_test_holds_real_frames(tmp_path / "run" / "model", meta)
     images = sorted((cookie / "test").glob("*/*.jpg"))
     records = infer_json(tmp_path / "run" / "model", images)

@@ -224,3 +224,28 @@ def test_a_failing_precision_costs_one_frame_not_all(folder, image):
     trials = self_test_every_precision(read_model_folder(folder))
     assert [t.requested for t in trials] == ["bf16", "f16", "f32"]
     assert all(not t.passed and t.frames == 1 and "on " in t.problem for t in trials)  # the first frame failed: nothing more was run
+
+
+def test_an_exports_refusal_holds_only_on_a_cpu_of_the_same_name(folder):
+    """f16 refused by an export on another kind of CPU (an x86 with AVX-512 FP16 runs other kernels than a Pi) is tried here."""
+    import openvino as ov
+
+    from inspectd.daemon.runtime.model import Model
+
+    core = ov.Core()
+    if "FP16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU does not run f16 natively")
+    here = core.get_property("CPU", "FULL_DEVICE_NAME")
+
+    def refuse_f16_on(cpu: str):
+        def change(meta):
+            meta["runtime"]["precision_checks"]["f16"] = {"status": "refused", "executed_as": "f16", "why": "too far off"}
+            meta["runtime"]["checked_on"]["cpu"] = cpu
+        return change
+
+    edit_metadata(folder, refuse_f16_on(here))
+    model = Model.load(folder, precision="auto")
+    assert "f16" not in [t.requested for t in model.trials]
+    assert any(note.startswith("f16: not tried, the export ran it on this CPU and refused it") for note in model.notes), model.notes
+    edit_metadata(folder, refuse_f16_on(f"not {here}"))
+    assert "f16" in [t.requested for t in Model.load(folder, precision="auto").trials]

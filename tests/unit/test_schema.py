@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from conftest import DEMO_MODEL
 from inspectd.daemon.errors import ModelFolderError
 from inspectd.daemon.schema import (
+    HEAD_FORMS,
     INFERENCE_PRECISIONS,
     PRECISION_STATUSES,
     THRESHOLD_SOURCES,
@@ -25,6 +26,7 @@ from inspectd.daemon.schema import (
     FileEntry,
     Files,
     GraphInput,
+    Head,
     ModelInfo,
     ModelMetadata,
     Normalize,
@@ -100,6 +102,8 @@ metadata = st.builds(
     model=st.builds(ModelInfo, backbone=names, layers=st.lists(texts, min_size=1, max_size=4).map(tuple), n_features=st.integers(1, 10**4),
                     feature_positions=st.integers(1, 10**6), checkpoint=names, checkpoint_sha256=hashes),
     outputs=st.builds(Outputs, anomaly_map=names, score=names),
+    head=st.none() | st.builds(Head, form=st.sampled_from(HEAD_FORMS), block=st.integers(1, 1000), distance_scale_log2=st.integers(-60, 60),
+                               squared_distance_cap=positive, kept_at_f32=texts),
     threshold=st.builds(Threshold, value=positive, source=st.sampled_from(THRESHOLD_SOURCES), f1=st.none() | unit, quantile=st.none() | fractions,
                         normal_images=st.none() | counts, anomalous_images=st.none() | counts, checkpoint_value=st.none() | positive,
                         note=st.none() | texts),
@@ -178,6 +182,9 @@ def edit(change) -> dict:
     return data
 
 
+HEAD = {"form": "cholesky-triangular", "block": 20, "distance_scale_log2": -9, "squared_distance_cap": 4092.0,
+        "kept_at_f32": "depthwise convolutions; the anomaly map from the square root on"}  # as export/graph.py writes it
+
 BROKEN = [
     # wrong types
     (lambda m: m["input"].update(height="128"), "input.height", "must be an integer"),
@@ -227,6 +234,11 @@ BROKEN = [
     (lambda m: m["runtime"]["precision_checks"].pop("f16"), "runtime.precision_checks.f16", "is missing"),
     (lambda m: m.update(verification=None), "verification", "is missing"),
     (lambda m: m["threshold"].update(treshold=5.0), "threshold.treshold", "not a field"),
+    (lambda m: m.update(head={**HEAD, "form": "full-matrix"}), "head.form", "cholesky-triangular"),
+    (lambda m: m.update(head={**HEAD, "block": 0}), "head.block", "positive"),
+    (lambda m: m.update(head={**HEAD, "distance_scale_log2": -9.5}), "head.distance_scale_log2", "integer"),
+    (lambda m: m.update(head={**HEAD, "squared_distance_cap": math.inf}), "head.squared_distance_cap", "finite"),
+    (lambda m: m.update(head={k: v for k, v in HEAD.items() if k != "block"}), "head.block", "is missing"),
     # schema and version
     (lambda m: m.update(schema_version=3), "schema_version", "reads version 2 only"),
     (lambda m: (m.update(schema_version=1), m.pop("self_test")), "schema_version", "before the on-device self-test"),
@@ -256,6 +268,10 @@ def test_optional_fields_may_be_absent_and_are_not_written():
     data = edit(lambda m: (m.pop("calibration_image_auroc"), m["threshold"].pop("f1"), m.update(normal_scores=None)))
     meta = ModelMetadata.from_json(data, FILE)
     assert meta.calibration_image_auroc is None and meta.threshold.f1 is None and meta.normal_scores is None
+    assert meta.head is None  # the demo folder was exported before the f16-safe head
+    with_head = edit(lambda m: m.update(head=HEAD))
+    assert ModelMetadata.from_json(with_head, FILE).head.distance_scale_log2 == -9
+    assert ModelMetadata.from_json(with_head, FILE).to_json() == with_head
     assert meta.to_json() == data  # absent stays absent, null stays null
 
 

@@ -1,0 +1,47 @@
+"""The f16-safe head (export/graph.py): the same distances as PaDiM's, in a range f16 holds.
+
+The arm64 tier (tests/system/test_package.py) runs the folders at f16 in the emulated Pi 5; here the
+pieces are checked here: the triangular Cholesky blocks against the full quadratic form and the scale
+chosen from a folder's scores (tests/integration/test_export.py runs a Lite0 folder at f16 where this
+CPU runs f16 natively).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from conftest import needs_export
+
+pytestmark = needs_export
+
+
+def test_triangular_blocks_give_the_full_mahalanobis_distance():
+    import torch
+
+    from inspectd.export.graph import triangular_blocks
+
+    generator = torch.Generator().manual_seed(0)
+    positions, channels, block = 3, 45, 20  # 45: the last block is short
+    factors = torch.randn(positions, channels, channels, generator=generator, dtype=torch.float64)
+    inv_covariance = factors @ factors.transpose(1, 2) / channels + 0.01 * torch.eye(channels, dtype=torch.float64)
+    delta = torch.randn(positions, 1, channels, generator=generator, dtype=torch.float64)
+    expected = (delta @ inv_covariance @ delta.transpose(1, 2)).reshape(positions)
+    for k in (0, -6, 3):
+        blocks = triangular_blocks(inv_covariance.float(), k, block)
+        assert [b.shape[1] for b in blocks] == [45, 25, 5]
+        squared = sum(((delta[:, :, i * block:] @ b.double()) ** 2).sum(dim=(1, 2)) for i, b in enumerate(blocks))
+        np.testing.assert_allclose(squared.numpy(), expected.numpy() * 4.0**k, rtol=1e-5)
+
+
+def test_the_scale_puts_the_highest_normal_score_near_one():
+    from inspectd.export.graph import F16_MAX, choose_distance_scale, distance_cap
+
+    scores = np.array([410.0, 655.0, 590.0, 2400.0])  # Lite0-like: normal scores in the hundreds, one far defect
+    normal = np.array([True, True, True, False])
+    k = choose_distance_scale(scores, normal)
+    assert 1 <= 655.0 * 2.0**k < 2
+    assert (2400.0 * 2.0**k) ** 2 < F16_MAX / 100
+    assert distance_cap(k) <= F16_MAX / 2 and math.isfinite(math.sqrt(distance_cap(k)) * 2.0**-k)
+    assert choose_distance_scale(np.array([np.inf, np.nan]), None) == 0
