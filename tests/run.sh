@@ -7,7 +7,8 @@
 #   systemd-journal-remote and iproute2 for the fleet test), when run as root; the arm64 root's own (qemu-user-static)
 #   come with .ci/arm64-root.sh
 # - .venv with inspectd + the export extra (torch, anomalib) + the plant extra (paho-mqtt) + test tools
-# - the cached Debian root that systemd-nspawn boots (.ci/nspawn-root.sh)
+# - the cached Debian root that systemd-nspawn boots (.ci/nspawn-root.sh), and the emulated Pi's (.ci/arm64-root.sh, in
+#   the background)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ if [[ $(id -u) == 0 ]]; then
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
+    # The emulated Pi's root takes longest to build (debootstrap under QEMU): it starts now, beside the rest of the
+    # set-up and the first tests; the arm64 tests wait for it (the script holds a lock) or reuse it when cached.
+    mkdir -p /var/cache/inspectd-ci
+    bash .ci/arm64-root.sh >/var/cache/inspectd-ci/arm64-root.log 2>&1 &
     bash .ci/nspawn-root.sh || echo "tests/run.sh: no nspawn root; the systemd unit tests will skip" >&2
 else
     echo "tests/run.sh: not root: journald/nspawn tests will skip" >&2
