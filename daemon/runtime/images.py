@@ -148,10 +148,22 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
+    """``path`` as a PNG, whole or not at all: written beside it under a temporary name, then renamed (a full disk or a
+    kill leaves no partial file under the real name). InspectdError naming the file when it cannot be written."""
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
-        raise InspectdError(f"{path}: could not encode the image as PNG")
+        raise InspectdError("could not encode the image as PNG", file=path)
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        encoded.tofile(path)
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with open(descriptor, "wb") as handle:
+                handle.write(encoded.tobytes())
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
     except OSError as exc:
-        raise InspectdError(f"{path}: cannot be written ({exc.strerror or exc}); check the folder exists and is writable") from None
+        raise InspectdError(f"cannot be written ({exc.strerror or exc})", file=path,
+                            fix="check the folder exists, is writable and has room") from None

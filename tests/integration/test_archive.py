@@ -28,7 +28,7 @@ from conftest import DEMO_MODEL, ROOT
 from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.daemon.station.outputs.archive import ArchiveConfig, ArchiveOutput
-from inspectd.daemon.station.outputs.archive_files import TEMP_PREFIX, TEMP_SUFFIX
+from inspectd.daemon.station.outputs.archive_files import MARKER, TEMP_PREFIX, TEMP_SUFFIX
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
@@ -56,7 +56,8 @@ def verdicts(images: list[Path], first: int = 1) -> list[FrameVerdict]:
 
 
 def every_file(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """The station's files (not the marker that says the folder is its own)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
 
 
 def temporary(folder: Path) -> list[str]:
@@ -97,19 +98,19 @@ def test_files_are_whole_lossless_and_a_killed_runs_temporary_files_go_at_start(
     assert temporary(folder) == [] and len(every_file(folder)) == 6
 
 
-def test_the_quota_counts_every_file_in_the_folder_and_holds_at_every_write(stains, tmp_path):
+def test_the_quota_counts_the_stations_files_and_holds_at_every_write(stains, tmp_path):
     folder = tmp_path / "archive"
-    (folder / "old").mkdir(parents=True)
-    leftovers = [folder / "20240101-000000-00000001-reject.png", folder / "old" / "notes.bin",
+    folder.mkdir()
+    leftovers = [folder / "20240101-000000-00000001-reject.png", folder / "20240101-000000-00000001-reject-heatmap.png",
                  folder / "20240101-000000-00000002-reject.png"]
     for age, path in enumerate(leftovers):
-        path.write_bytes(b"\0" * (400_000 if path.suffix == ".bin" else 0))  # zero-byte PNGs of an older version, junk
+        path.write_bytes(b"\0" * (400_000 if "heatmap" in path.name else 0))  # an older version's archive: adopted
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
     made = verdicts(stains * 2)
     quota_mb = 3.0
     archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=quota_mb))
     archive.start()
-    assert archive.folder.used == 400_000  # counted: everything in the folder, subfolders too
+    assert archive.folder.used == 400_000  # counted: the station's files
     sizes = []
     for verdict in made:
         archive.verdict(verdict)
@@ -117,7 +118,7 @@ def test_the_quota_counts_every_file_in_the_folder_and_holds_at_every_write(stai
         sizes.append(sum(p.stat().st_size for p in every_file(folder)))
     archive.close()
     assert max(sizes) <= quota_mb * 2**20, sizes
-    assert not any(path.exists() for path in leftovers), "the oldest files, whatever they are, go first"
+    assert not any(path.exists() for path in leftovers), "the oldest files go first"
     kept = [v for v in made if v.archived is not None and v.archived.exists()]
     assert kept and all(whole(v.archived, v.pixels) for v in kept)
 
@@ -142,7 +143,7 @@ def in_namespace(scenario: str, **arguments) -> dict:
     """Runs ``scenario_<scenario>`` of this file in a private mount namespace; returns what it printed."""
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, __file__, scenario, json.dumps(arguments)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])))
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -205,7 +206,7 @@ def scenario_write_fails(images: list[str], work: str) -> dict:
 
     module.PROBE_EVERY_S = 0.0  # try every frame again at once: the scenario has no time to wait
     disk = Path(work) / "disk"
-    mount_tmpfs(disk, "size=64m,nr_inodes=4")  # the root, the archive folder, and one frame with its heatmap
+    mount_tmpfs(disk, "size=64m,nr_inodes=5")  # the root, the archive folder, its marker, and one frame with its heatmap
     folder = disk / "archive"
     seen: list = []
     archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=100.0), seen.append)
