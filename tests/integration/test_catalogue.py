@@ -455,7 +455,8 @@ def test_broken_images_with_infer_never_crash_or_hang(images, tmp_path):
     verdicts = [r for r in records if "verdict" in r]
     assert len(errors) == len(broken) + 1 and len(verdicts) == len(list(images.glob("*.png")))
     assert all(r["image"] for r in records)
-    bad_lines = [line for line in stderr.splitlines() if line.startswith("inspectd: ")]
+    bad_lines = [line for line in stderr.splitlines() if line.startswith("inspectd: ") and "failed its self-test" not in line]  # not a
+    # precision fallback (bf16 on a CPU with AVX-512 BF16)
     assert len(bad_lines) == len(errors)
     print(f"\ncatalogue: {len(broken) + 1} broken images, {len(errors)} refused with one line each, 0 crashes")
     assert len(broken) + 1 >= 50
