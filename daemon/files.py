@@ -88,21 +88,27 @@ class Claim:
             self.descriptor = -1
 
 
-def holder(info: os.stat_result) -> str:
-    """Who holds a lock on the file ``info`` describes: "PID 1234 (inspectd run --config ...)", from /proc/locks."""
+def lock_holders(info: os.stat_result) -> list[int]:
+    """The PIDs holding a lock (shared or exclusive) on the file ``info`` describes, from /proc/locks."""
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
         lines = Path("/proc/locks").read_text().splitlines()
     except OSError:
-        lines = []
+        return []
     pids = []
     for line in lines:
         fields = line.split()
         if "->" not in fields and len(fields) >= 6 and fields[5] == device and fields[4].isdigit():
             pids.append(int(fields[4]))
+    return list(dict.fromkeys(pids))
+
+
+def holder(info: os.stat_result) -> str:
+    """Who holds a lock on the file ``info`` describes: "PID 1234 (inspectd run --config ...)"."""
+    pids = lock_holders(info)
     if not pids:
         return "another process (not visible from here)"
-    return ", ".join(f"PID {pid} ({process_command(pid)})" for pid in dict.fromkeys(pids))
+    return ", ".join(f"PID {pid} ({process_command(pid)})" for pid in pids)
 
 
 def process_command(pid: int) -> str:

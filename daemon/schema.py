@@ -613,7 +613,7 @@ def _read_folder(folder: Path, descriptor: int, check_hashes: bool) -> ModelFold
     except RecursionError:
         raise ModelFolderError("not valid JSON (arrays or objects nested too deeply)", file=path, fix="re-export the model folder") from None
     metadata = ModelMetadata.from_json(data, path)
-    contents: dict[str, bytes | bytearray] = {}
+    contents: dict[str, bytes | bytearray] = {METADATA_FILE: text}
     for name, entry in metadata.files.entries():
         try:
             info = os.stat(name, dir_fd=descriptor)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inspectd.daemon.cli import bench, calibrate, check, collect, demo, doctor, evaluate, infer, report, run, workstation
+from inspectd.daemon.cli import bench, calibrate, check, collect, demo, doctor, evaluate, infer, install_model, report, run, workstation
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.platform_check import problems
 
-COMMANDS = (infer, evaluate, calibrate, collect, workstation, run, check, doctor, report, bench, demo)
+COMMANDS = (infer, evaluate, calibrate, collect, workstation, run, check, install_model, doctor, report, bench, demo)
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 

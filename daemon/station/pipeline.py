@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.decision import Judge, Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config
@@ -33,6 +34,7 @@ class Pipeline:
     sections: list[OutputConfig] = field(default_factory=list)  # the table each output was opened from
     drift: DriftWatch | None = None  # the PASS scores against the folder's normal scores; None: not watched
     drift_note: str = ""  # whether drift is watched, and why not (``inspectd check``)
+    model_claim: Claim | None = field(default=None, repr=False)  # a shared lock on the model folder: who uses it (install-model)
     closed: bool = field(default=False, repr=False)
 
     def inspect(self, frame: Frame, number: int) -> FrameVerdict:
@@ -71,6 +73,8 @@ class Pipeline:
         if self.closed:
             return []
         self.closed = True
+        if self.model_claim is not None:
+            self.model_claim.release()
         failed = []
         for output in self.outputs:
             if any(output is kept for kept in keep):
@@ -122,4 +126,13 @@ def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pi
             and reuse.model.model_id == model.model_id
             and (reuse.drift.normal_mean, reuse.drift.normal_std) == (drift.normal_mean, drift.normal_std)):
         drift = reuse.drift  # the same model and [drift]: the window goes on, an alarm in progress stays one
-    return Pipeline(config, model, rule, rule.judge(), outputs, sections, drift, note)
+    return Pipeline(config, model, rule, rule.judge(), outputs, sections, drift, note, model_claim=claim_model(model))
+
+
+def claim_model(model: Model) -> Claim | None:
+    """A shared lock on the folder the model was read from: ``inspectd install-model`` finds the stations to reload by it
+    (any number of stations may share a model folder; nothing else is excluded)."""
+    try:
+        return Claim.take(model.folder.path, "the model folder", shared=True)
+    except (OSError, Held):
+        return None
