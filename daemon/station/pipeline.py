@@ -88,12 +88,23 @@ class Pipeline:
 
 def load_model(config: Config) -> Model:
     """The model as the station loads it, self-test included: a problem with the folder is a configuration error (exit 78)."""
+    check_device(config)
     try:
         return Model.load(config.model.path, config.model.device, config.model.precision)
     except ConfigError as error:
         raise located(error, config.file) from None
     except InspectdError as error:
         raise ConfigError(str(error), file=config.file, key="model.path") from None
+
+
+def check_device(config: Config) -> None:
+    """``model.device`` must be one OpenVINO has on this machine ("GPU" where there is none is not a crash later)."""
+    import openvino as ov
+
+    devices = list(ov.Core().available_devices)
+    if config.model.device not in devices:
+        raise ConfigError(f"{config.model.device!r} is not a device OpenVINO can use on this machine (it has {', '.join(devices) or 'none'})",
+                          file=config.file, key="model.device", fix='use "CPU" (a Raspberry Pi infers on its CPU)')
 
 
 def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None) -> Pipeline:
