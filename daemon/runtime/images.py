@@ -144,7 +144,7 @@ def _jpeg_damage_warnings(wanted: bool):
             os.close(saved)
             others = b""
             for line in os.pread(sink, os.fstat(sink).st_size, 0).splitlines(keepends=True):
-                if any(w in line for w in JPEG_DAMAGE_WARNINGS):
+                if line.startswith(JPEG_DAMAGE_WARNINGS):  # libjpeg's own lines begin so; others may mention the words
                     lines.append(line)
                 else:
                     others += line

@@ -225,6 +225,37 @@ def scenario_write_fails(images: list[str], work: str) -> dict:
     return described(seen, made, folder) | {"deleted": deleted}
 
 
+def scenario_full_while_frames_wait(images: list[str], work: str) -> dict:
+    """The filesystem's inodes run out while frames taken (named by their records) wait to be written."""
+    disk = Path(work) / "disk"
+    mount_tmpfs(disk, "size=64m,nr_inodes=64")
+    folder = disk / "archive"
+    seen: list = []
+    archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=100.0), seen.append)
+    archive.start()
+    made = verdicts([Path(p) for p in images])
+
+    def written() -> None:
+        with archive.lock:
+            assert archive.lock.wait_for(lambda: not archive.pending and archive.current is None, timeout=120)
+
+    archive.verdict(made[0])
+    written()
+    filler = 0
+    try:
+        while True:  # every inode taken: the bytes are free, the writes fail (ENOSPC)
+            (disk / f"filler-{filler}").touch()
+            filler += 1
+    except OSError:
+        pass
+    for verdict in made[1:5]:  # taken at once, each named by its record before it is written
+        archive.verdict(verdict)
+    written()
+    before_stop = list(seen)
+    archive.close()
+    return described(before_stop, made, folder) | {"at_stop": [n.message for n in seen[len(before_stop):]]}
+
+
 def scenario_station_on_a_small_disk(images: list[str], work: str) -> dict:
     """The whole station, its archive on a filesystem smaller than the quota."""
     from inspectd.daemon.station.config import load
@@ -285,6 +316,18 @@ def test_a_write_that_fails_after_the_frame_was_named_is_said_and_probes_end_the
     assert last["kind"] == "start" and last["fields"]["recovered"] == "archive" and last["fields"]["frame"] == "5"
     assert [last["fields"]["image"], True] in [[path, is_whole] for path, _, is_whole in seen["files"]]  # the probe it names
     assert last["fields"]["missed"] == "2", last  # frames 3 and 4: their probes failed
+
+
+@needs_namespace
+def test_frames_named_then_not_written_on_a_full_disk_are_said_when_it_happens_and_blamed_on_the_disk(stains, tmp_path):
+    """Issue 17: they were said only at stop, as 'disk too slow'."""
+    seen = in_namespace("full_while_frames_wait", images=[str(p) for p in stains[:5]], work=str(tmp_path))
+    check_files(seen)  # every record naming an image not written is followed by a fault record saying so: before the stop
+    unwritten = [named["frame"] for named in seen["named"] if not named["whole"]]
+    assert unwritten == [2, 3, 4, 5], seen["named"]
+    said = {int(frame): n for n in seen["notices"] for frame in n["fields"].get("unwritten", "").split(", ") if frame}
+    assert sorted(said) == unwritten and all(n["fields"]["error"] == "ENOSPC" for n in said.values()), seen["notices"]
+    assert not [n for n in seen["notices"] if "too slow" in n["message"]] and not seen["at_stop"], seen
 
 
 @needs_namespace
