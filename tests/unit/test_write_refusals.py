@@ -61,6 +61,14 @@ def test_collect_out_where_nothing_can_be_written(tmp_path, part, where):
     assert "key --out: " in line and str(target) in line, line
 
 
+@pytest.mark.parametrize("where", ["/proc", "/proc/x", "a file", "inside a file"])
+@pytest.mark.parametrize("command", [("demo-data",), ("demo", "--data")])
+def test_demo_data_where_nothing_can_be_written(tmp_path, where, command):
+    target = nowhere(tmp_path)[where]
+    line = one_line(cli(*command, target))
+    assert line.startswith(f"inspectd: {target}: key ") and "Traceback" not in line, line
+
+
 def test_collect_numbers_after_ascii_numbers_whatever_else_is_named_there(tmp_path, part):
     out = tmp_path / "dataset"
     good = out / "train" / "good"

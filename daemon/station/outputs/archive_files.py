@@ -223,13 +223,12 @@ class ArchiveFolder:
         if self.folder_fd < 0:
             self.take()
         self.make_room(size)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            opened = os.open(temp, flags, 0o644, dir_fd=self.folder_fd)
+            opened = self._create(temp)
         except FileNotFoundError:  # the folder was deleted: made again where it was (raises if it cannot be)
             self.close()
             self.take()
-            opened = os.open(temp, flags, 0o644, dir_fd=self.folder_fd)
+            opened = self._create(temp)
         os.dup2(opened, self.slot, inheritable=False)  # the file takes the slot
         os.close(opened)
         try:
@@ -255,6 +254,16 @@ class ArchiveFolder:
         self.files.append((time.time(), name, size, inode))
         self.used += size
         return self.path / name
+
+
+    def _create(self, temp: str) -> int:
+        """A new file: whatever had its name is unlinked first, so nothing is ever written into a file that was there
+        (a link to another file put under the name)."""
+        try:
+            os.unlink(temp, dir_fd=self.folder_fd)
+        except FileNotFoundError:
+            pass
+        return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self.folder_fd)
 
 
 def check_ownership(folder: Path) -> None:
