@@ -15,6 +15,7 @@ down to f32 (see ``model.Model``). Nothing here knows about torch: the reference
 from __future__ import annotations
 
 import io
+import math
 import time
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.schema import SELFTEST_FILE, ModelFolder, ModelMetadata
 
 COARSE_MAP = 16  # side of the coarse anomaly map kept per frame (area mean of the model's map)
+MAX_SELFTEST_BYTES = 256 * 1024 * 1024  # an array of selftest.npz, at most (a handful of graph inputs: a few MB)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ def load_cases(folder: ModelFolder) -> SelfTestCases:
                     found, _, dtype = read_header(member)
                 if found != shape or dtype != np.float32:
                     raise ModelFolderError(f"'{key}' is {dtype} {list(found)}, expected finite float32 {list(shape)}", file=path,
+                                           fix="the files come from different exports, copy the whole folder again")
+                size, needed = archive.getinfo(f"{key}.npy").file_size, 4 * math.prod(shape)
+                if needed > min(size, MAX_SELFTEST_BYTES):  # more than the member holds (cut), or than any self-test is
+                    raise ModelFolderError(f"'{key}' needs {needed / 2**20:.1f} MB, its member holds {size / 2**20:.1f} MB (a self-test is "
+                                           f"at most {MAX_SELFTEST_BYTES // 2**20} MB)", file=path,
                                            fix="the files come from different exports, copy the whole folder again")
         content.seek(0)
         with np.load(content, allow_pickle=False) as data:

@@ -251,6 +251,20 @@ def test_a_self_test_declaring_a_huge_array_is_refused_before_it_is_allocated(tm
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "selftest.npz" in done.stderr and "'inputs' is float32 [9000, 9000, 9, 3]" in done.stderr, done.stderr
 
+    frames = 100_000  # inspectd.json names as many frames, and the arrays' headers agree: 18 GB of inputs, in a few bytes
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, shape in (("inputs", (frames, 128, 128, 3)), ("reference_scores", (frames,)), ("reference_maps", (frames, 16, 16))):
+            archive.writestr(f"{name}.npy", npy(shape))
+    data = buffer.getvalue()
+    (folder / "selftest.npz").write_bytes(data)
+    meta["files"]["selftest.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    meta["self_test"]["frames"] = [f"{index}.png" for index in range(frames)]
+    (folder / "inspectd.json").write_text(json.dumps(meta))
+    done = cli_limited("infer", folder, image, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "selftest.npz" in done.stderr and "'inputs' needs 18750.0 MB" in done.stderr, done.stderr
+
 
 if __name__ == "__main__":  # the limited child process
     child(sys.argv[1])
