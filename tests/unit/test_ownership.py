@@ -14,14 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import synthetic_verdict
 from inspectd.daemon.errors import ConfigError
-from inspectd.daemon.runtime.decision import Rule, Verdict
-from inspectd.daemon.runtime.model import Inspection
 from inspectd.daemon.station.config import read
 from inspectd.daemon.station.outputs.archive import ArchiveConfig, ArchiveOutput
 from inspectd.daemon.station.verdict import FrameVerdict
@@ -83,23 +81,13 @@ def test_the_overlap_catalogue(tmp_path):
 # ---------------------------------------------------------------- the folder and its files
 
 
-def verdict(frame: int, rejected: bool = True) -> FrameVerdict:
-    """A real verdict on a small synthetic frame: its archive files are real PNGs of some kilobytes."""
-    pixels = np.random.default_rng(frame).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    inspection = Inspection(score=20.0, latency_ms=1.0, model_map=np.zeros((8, 8), np.float32), frame_size=(48, 64),
-                            region=(0.0, 0.0, 48.0, 64.0))
-    return FrameVerdict(frame=frame, source=f"part-{frame}.png", verdict=Verdict.REJECT if rejected else Verdict.PASS, score=20.0,
-                        rule=Rule(10.0), latency_ms=1.0, model_id="0" * 64, precision="f32", defect_area=None, inspection=inspection,
-                        pixels=pixels)
-
-
 def archive_frames(folder: Path, frames: range, max_mb: float = 50.0) -> list[FrameVerdict]:
     output = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=max_mb))
     made = []
     try:
         output.start()
         for frame in frames:
-            made.append(verdict(frame))
+            made.append(synthetic_verdict(frame))
             output.verdict(made[-1])
             output.drain(time.monotonic() + 60)
     finally:
@@ -182,7 +170,7 @@ def test_a_symlink_or_folder_put_in_place_of_the_archive_is_never_written_into(t
     output = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=50.0), seen.append)
     try:
         output.start()
-        output.verdict(verdict(1))
+        output.verdict(synthetic_verdict(1))
         output.drain(time.monotonic() + 60)
         if how.startswith("folder moved"):
             folder.rename(parent / "rejects.old")
@@ -198,7 +186,7 @@ def test_a_symlink_or_folder_put_in_place_of_the_archive_is_never_written_into(t
                 folder.mkdir()
                 (folder / "theirs.txt").write_bytes(b"theirs")
         for frame in range(2, 6):
-            output.verdict(verdict(frame))
+            output.verdict(synthetic_verdict(frame))
             output.drain(time.monotonic() + 60)
     finally:
         output.close()

@@ -10,14 +10,11 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inspectd.daemon.runtime.decision import Rule, Verdict
-from inspectd.daemon.runtime.model import Inspection
+from conftest import synthetic_verdict
 from inspectd.daemon.station.outputs.archive import ArchiveConfig, ArchiveOutput
-from inspectd.daemon.station.verdict import FrameVerdict
 
 SIZES = st.sampled_from([3, 300, 48 * 64 * 3, 640 * 480 * 3, 1536 * 864 * 3, 4056 * 3040 * 3])
 
@@ -35,23 +32,15 @@ def test_an_estimate_stays_within_the_costs_per_frame_and_per_byte_seen(samples,
     assert math.isfinite(cost.of(1, size)) and 0 < cost.of(1, size) <= per_frame + per_byte * size
 
 
-def reject(frame: int, height: int, width: int) -> FrameVerdict:
-    pixels = np.random.default_rng(frame).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    inspection = Inspection(score=20.0, latency_ms=1.0, model_map=np.zeros((8, 8), np.float32), frame_size=(height, width),
-                            region=(0.0, 0.0, float(height), float(width)))
-    return FrameVerdict(frame=frame, source=f"{frame}.png", verdict=Verdict.REJECT, score=20.0, rule=Rule(10.0), latency_ms=1.0,
-                        model_id="0" * 64, precision="f32", defect_area=None, inspection=inspection, pixels=pixels)
-
-
 def test_a_burst_of_rejects_after_a_1x1_reject_is_archived_whole(tmp_path):
     seen: list = []
     archive = ArchiveOutput(ArchiveConfig(path=str(tmp_path / "rejects"), max_mb=500.0), seen.append)
     try:
-        tiny = reject(1, 1, 1)
+        tiny = synthetic_verdict(1, 1, 1)
         archive.verdict(tiny)
         with archive.lock:  # written and measured (drain() would write the rest in its fast mode, unmeasured)
             assert archive.lock.wait_for(lambda: not archive.pending and archive.current is None, timeout=60)
-        burst = [reject(frame, 480, 640) for frame in range(2, 11)]
+        burst = [synthetic_verdict(frame, 480, 640) for frame in range(2, 11)]
         for verdict in burst:  # at once, as a line's rejects come: the estimate decides, before any of them is written
             archive.verdict(verdict)
         archive.drain(time.monotonic() + 120)

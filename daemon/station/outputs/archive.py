@@ -145,17 +145,17 @@ class ArchiveOutput:
 
     def start(self) -> None:
         """Take the folder (made, or adopted when it holds nothing but the station's files; locked): delete what a killed
-        run left half-written, count the station's files, start the writer. ConfigError when the folder is not the station's."""
+        run left half-written, count the station's files, start the writer. A folder that cannot be taken (not the
+        station's, held by another station, not a folder) begins an episode of failed writes: the verdicts go on, and
+        the probes take the folder as soon as it can be (``inspectd check`` and ``run`` refuse such a folder at start)."""
         with self.lock:
             if self.writer is not None or self.closed:
                 return
             try:
                 removed = self.folder.take()
-            except OwnershipError as exc:
-                raise ConfigError(str(exc), key="archive.path", fix=OWN_FOLDER_FIX) from None
-            except OSError as exc:
-                raise ConfigError(f"cannot take '{self.folder.path}' ({exc.strerror or exc})", key="archive.path",
-                                  fix="fix the path or its permissions") from None
+            except (OwnershipError, OSError) as exc:
+                removed = 0
+                self._begin(f"cannot take {self.folder.path}: {describe(exc)}", probing=True, error=_error_code(exc))
             self.writer = threading.Thread(target=self._write_loop, name="archive", daemon=True)
             self.writer.start()
         if removed:

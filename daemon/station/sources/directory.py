@@ -257,7 +257,7 @@ class WatchedFolder:
                               fix="one station per watched folder: stop the other one (`inspectd collect` reads a watched "
                                   "folder only while no station consumes it)") from None
         except OSError as exc:
-            raise SourceFault(f"cannot be opened ({exc.strerror or exc}): the watched folder is gone or unreadable", file=shown(self.folder),
+            raise SourceFault(f"cannot be listed ({exc.strerror or exc}): the watched folder is gone or unreadable", file=shown(self.folder),
                               fix="restore the folder (or its mount); inspection resumes with the files waiting in it") from None
 
     # --- finding files
