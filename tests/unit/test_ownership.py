@@ -198,3 +198,41 @@ def test_a_symlink_or_folder_put_in_place_of_the_archive_is_never_written_into(t
     else:  # the folder the station took still exists, moved: it goes on writing there, and only there
         moved = tmp_path / "state" / "rejects.old" if how.startswith("folder") else tmp_path / "state.old" / "rejects"
         assert sorted(int(p.name.split("-")[2]) for p in moved.glob("*-reject.png")) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("sub", ["inspected", "failed", "skipped"])
+def test_a_watched_folders_sub_folder_replaced_by_a_symlink_is_never_moved_into(tmp_path, sub):
+    """A part is moved out of a watched folder into the station's inspected/, failed/ or skipped/: never through a link."""
+    from inspectd.daemon.station.sources import BadFrame, DirectoryConfig
+
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (watched / sub).symlink_to(victim)
+    name = "part.png"
+    if sub == "failed":
+        (watched / name).write_bytes(b"not an image")
+    else:
+        import cv2
+        import numpy as np
+
+        cv2.imwrite(str(watched / name), np.zeros((8, 8, 3), np.uint8))
+    os.utime(watched / name, (1_000_000, 1_000_000))  # settled, and undecodable long enough to be given up
+    config = DirectoryConfig(path=str(watched), mode="watch", settle_s=0.0, backlog="skip" if sub == "skipped" else "inspect")
+    source = config.open()
+    notes = []
+    try:
+        for _ in range(4):
+            try:
+                frame = source.read(0.2)
+            except BadFrame as note:
+                notes.append(str(note))
+                continue
+            if frame is not None and frame.done is not None:
+                frame.done()
+    finally:
+        source.close()
+    assert list(victim.iterdir()) == [], "nothing moved through the link"
+    kept = watched / "inspected" / name if sub == "skipped" else watched / name  # not skipped: inspected, and moved there
+    assert kept.exists() and any("symlink" in note for note in notes), notes

@@ -52,6 +52,7 @@ files waiting in it.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 import stat
@@ -408,8 +409,15 @@ class WatchedFolder:
                                            fix=f"let the service write {shown(self.folder)} (e.g. ReadWritePaths= in the unit)"))
 
     def _move(self, name: str, sub: str) -> None:
+        """Into the station's sub-folder, never through a symlink put in its place (the parts would land wherever it points)."""
         folder = self.folder / sub
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            kind = stat.S_IFMT(os.lstat(folder).st_mode)
+            if kind != stat.S_IFDIR:
+                what = "a symlink" if kind == stat.S_IFLNK else file_kind(kind)
+                raise OSError(errno.ENOTDIR, f"{sub}/ is {what}, not a folder of the station's") from None
         os.rename(self.folder / name, free_name(folder, name))
 
 
