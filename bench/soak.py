@@ -12,7 +12,7 @@ contiguous 1..N?, fault records, RSS after warm-up and at the end, descriptors a
 after warm-up and at the end, the archive's size against its quota.
 
 It writes to whatever journald serves /run/systemd/journal: the system's on a station, a
-private one when the tests run it (tests/test_soak.py). Exit status 0 when every check
+private one when the tests run it (tests/integration/test_soak.py). Exit status 0 when every check
 holds, 1 otherwise.
 """
 
@@ -90,7 +90,7 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
     while daemon.poll() is None:
         try:
             message = notify.recv(4096).decode()
-        except socket.timeout:
+        except TimeoutError:
             message = ""
         for assignment in message.splitlines():
             if assignment.startswith("STATUS=") and " frames, " in assignment:

@@ -1,4 +1,4 @@
-"""bench/soak.py inside a private journald (inspectd.testing.journald, tests/harness/; needs root), as tests/test_soak.py runs it,
+"""bench/soak.py inside a private journald (inspectd.testing.journald, tests/harness/; needs root), as tests/integration/test_soak.py runs it,
 for long soaks on a machine whose own journal should not get 100,000 records:
 
     sudo .venv/bin/python bench/soak_in_private_journald.py --work /tmp/soak -- --frames 100000 --quota-mb 50 --json /tmp/soak/soak.json
@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 from inspectd.testing.journald import private_journald
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

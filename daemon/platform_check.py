@@ -22,7 +22,7 @@ import platform
 import struct
 import sys
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)  # tomllib, enum.StrEnum; Raspberry Pi OS Bookworm has 3.11
 # The oldest glibc of any OpenVINO >= 2025.0 wheel (manylinux tags); aarch64 2026.x needs 2.35.
 MIN_GLIBC = {"x86_64": (2, 17), "aarch64": (2, 31)}
 FIX_OS = "install Raspberry Pi OS (64-bit) Bookworm on the Pi, or another 64-bit glibc Linux (aarch64 or x86_64)"

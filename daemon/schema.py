@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from types import UnionType
-from typing import Any, Callable, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 from inspectd.daemon.errors import ModelFolderError
+from inspectd.daemon.fields import Check, convert, fits, problem, setting, show_json
 from inspectd.daemon.files import FileRefused
 
 METADATA_FILE = "inspectd.json"
@@ -41,15 +40,16 @@ THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on e
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
-COLOR_MODES = ("rgb", "gray")  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
+RGB, GRAY = "rgb", "gray"  # the colour modes: what the model was trained on, so what frames it takes
+COLOR_MODES = (RGB, GRAY)  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
 FOLDER_FIX = "copy the whole folder written by 'inspectd export'"
 COPY_FIX = "the copy is incomplete or the file was replaced; copy the model folder again from the workstation"
 MAX_METADATA_BYTES = 16 * 1024 * 1024  # inspectd.json: a few KB, normal scores of thousands of images included
 
 
-# Limits: each takes a value already of the field's type and says what is wrong with it, or None.
-Check = Callable[[Any], "str | None"]
+# Limits of their own (``fields.setting(checks=...)``): each takes a value already of the field's type and says what is
+# wrong with it, or None.
 
 
 def positive(value: float) -> str | None:
@@ -101,29 +101,16 @@ def equals(expected: Any, why: str) -> Check:
     return lambda value: None if value == expected else f"must be {_show(expected)} ({why}), got {_show(value)}"
 
 
-def spec(*checks: Check, default: Any = MISSING, json_name: str | None = None, null: bool = False, added: bool = False) -> Any:
-    """A field of a section: its limits, its name in JSON if not the attribute's, and whether None is written as null.
-
-    A field whose default is None may be absent (or null) in JSON; every other field must be there,
-    constants included (their default only saves ``inspectd export`` from restating them), except
-    an ``added`` one: a field added within the version, absent from folders written before it,
-    which read as its default (always written).
-    """
-    return field(default=default, metadata={"checks": checks, "json": json_name, "null": null, "added": added})
-
-
 class Section:
-    """One JSON object of inspectd.json as a frozen dataclass: checked when made, written and read by its fields."""
+    """One JSON object of inspectd.json as a frozen dataclass: checked when made (``fields.problem``), written and read by
+    its fields."""
 
     def __post_init__(self) -> None:
         hints = _hints(type(self))
         for item in fields(self):
-            value = getattr(self, item.name)
-            problem = None if _fits(value, hints[item.name]) else f"must be {_describe(hints[item.name])}, got {_show(value)}"
-            if problem is None and value is not None:
-                problem = next((p for check in item.metadata.get("checks", ()) if (p := check(value))), None)
-            if problem:
-                raise ModelFolderError(problem, key=_json_name(item), fix=FIX)
+            found = problem(item, getattr(self, item.name), hints[item.name], table="an object", shown=_show)
+            if found:
+                raise ModelFolderError(found[0], key=_json_name(item), fix=found[1] or FIX)
 
     def to_json(self) -> dict[str, Any]:
         written = {}
@@ -147,7 +134,8 @@ class Section:
                     continue
                 raise ModelFolderError("is missing", key=name, fix=FIX)
             try:
-                values[item.name] = _from_json(data[name], hints[item.name])
+                # what does not convert is passed on as it is: the section's own check names it
+                values[item.name] = convert(data[name], hints[item.name], lambda section, value: section.from_json(value))[0]
             except ModelFolderError as exc:
                 raise _within(name, exc) from None
         return cls(**values)
@@ -155,13 +143,13 @@ class Section:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelInfo(Section):
-    type: str = spec(equals("padim", "the only model type this runtime runs"), default="padim")
-    backbone: str = spec(not_empty)
-    layers: tuple[str, ...] = spec(not_empty)
-    n_features: int = spec(positive)
-    feature_positions: int = spec(positive)
-    checkpoint: str = spec(not_empty)  # the checkpoint's file name
-    checkpoint_sha256: str = spec(sha256_hex)
+    type: str = setting(checks=(equals("padim", "the only model type this runtime runs"),), default="padim")
+    backbone: str = setting(checks=(not_empty,))
+    layers: tuple[str, ...] = setting(checks=(not_empty,))
+    n_features: int = setting(checks=(positive,))
+    feature_positions: int = setting(checks=(positive,))
+    checkpoint: str = setting(checks=(not_empty,))  # the checkpoint's file name
+    checkpoint_sha256: str = setting(checks=(sha256_hex,))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,27 +161,27 @@ class GraphInput(Section):
     convert("RGB")). Folders exported before the field existed are colour.
     """
 
-    height: int = spec(pixels)
-    width: int = spec(pixels)
-    color: str = spec(one_of(*COLOR_MODES), default="rgb", added=True)
-    layout: str = spec(equals("NHWC", "the only input this runtime feeds"), default="NHWC")
-    color_order: str = spec(equals("BGR", "the only input this runtime feeds"), default="BGR")
-    dtype: str = spec(equals("float32", "the only input this runtime feeds"), default="float32")
-    value_range: tuple[int, int] = spec(equals((0, 255), "the only input this runtime feeds"), default=(0, 255))
+    height: int = setting(checks=(pixels,))
+    width: int = setting(checks=(pixels,))
+    color: str = setting(checks=(one_of(*COLOR_MODES),), default=RGB, added=True)
+    layout: str = setting(checks=(equals("NHWC", "the only input this runtime feeds"),), default="NHWC")
+    color_order: str = setting(checks=(equals("BGR", "the only input this runtime feeds"),), default="BGR")
+    dtype: str = setting(checks=(equals("float32", "the only input this runtime feeds"),), default="float32")
+    value_range: tuple[int, int] = setting(checks=(equals((0, 255), "the only input this runtime feeds"),), default=(0, 255))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Resize(Section):
-    size: int | tuple[int, int] = spec(pixels)  # torchvision semantics: int = shorter edge, [h, w] = exact
-    method: str = spec(equals("bilinear", "what anomalib trains with"), default="bilinear")
-    antialias: bool = spec(equals(True, "what anomalib trains with"), default=True)
+    size: int | tuple[int, int] = setting(checks=(pixels,))  # torchvision semantics: int = shorter edge, [h, w] = exact
+    method: str = setting(checks=(equals("bilinear", "what anomalib trains with"),), default="bilinear")
+    antialias: bool = setting(checks=(equals(True, "what anomalib trains with"),), default=True)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Normalize(Section):
     mean: tuple[float, float, float]  # of training, recorded for people: applied inside the graph
-    std: tuple[float, float, float] = spec(lambda std: None if min(std) > 0 else f"must be positive for every channel, got {_show(std)}")
-    in_graph: bool = spec(equals(True, "this runtime feeds un-normalised pixels"), default=True)
+    std: tuple[float, float, float] = setting(checks=(lambda std: None if min(std) > 0 else f"must be positive for every channel, got {_show(std)}",))
+    in_graph: bool = setting(checks=(equals(True, "this runtime feeds un-normalised pixels"),), default=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,7 +189,7 @@ class Preprocess(Section):
     """What training did before the network; the runtime does the resize and crop, the graph the rest."""
 
     resize: Resize
-    center_crop: tuple[int, int] | None = spec(pixels, default=None, null=True)  # [h, w] after the resize
+    center_crop: tuple[int, int] | None = setting(checks=(pixels,), default=None, null=True)  # [h, w] after the resize
     normalize: Normalize
     recorded_in_checkpoint: bool  # False when the checkpoint did not record it and anomalib's default was assumed
 
@@ -212,24 +200,24 @@ class Preprocess(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class Outputs(Section):
-    anomaly_map: str = spec(not_empty)  # 1x1xHxW
-    score: str = spec(not_empty)  # (1,): the map's maximum
+    anomaly_map: str = setting(checks=(not_empty,))  # 1x1xHxW
+    score: str = setting(checks=(not_empty,))  # (1,): the map's maximum
 
 
 @dataclass(frozen=True, kw_only=True)
 class Threshold(Section):
     """The raw-score threshold and how it was chosen; the fields after ``source`` depend on the source."""
 
-    value: float = spec(positive)  # raw PaDiM score units; at or below 0 every part would be rejected
-    source: str = spec(one_of(*THRESHOLD_SOURCES))
-    f1: float | None = spec(unit_interval, default=None)  # calibration-f1
-    quantile: float | None = spec(fraction, default=None)  # calibration-quantile
-    target_false_reject_rate: float | None = spec(fraction, default=None)  # calibration-frr
-    method: str | None = spec(one_of(*THRESHOLD_METHODS), default=None)  # calibration-frr
-    normal_images: int | None = spec(not_negative, default=None)
-    anomalous_images: int | None = spec(not_negative, default=None)
-    rule: str = spec(equals(THRESHOLD_RULE, "the only rule this runtime applies"), default=THRESHOLD_RULE)
-    checkpoint_value: float | None = spec(positive, default=None)  # the checkpoint's own, when moved off a calibration score
+    value: float = setting(checks=(positive,))  # raw PaDiM score units; at or below 0 every part would be rejected
+    source: str = setting(checks=(one_of(*THRESHOLD_SOURCES),))
+    f1: float | None = setting(checks=(unit_interval,), default=None)  # calibration-f1
+    quantile: float | None = setting(checks=(fraction,), default=None)  # calibration-quantile
+    target_false_reject_rate: float | None = setting(checks=(fraction,), default=None)  # calibration-frr
+    method: str | None = setting(checks=(one_of(*THRESHOLD_METHODS),), default=None)  # calibration-frr
+    normal_images: int | None = setting(checks=(not_negative,), default=None)
+    anomalous_images: int | None = setting(checks=(not_negative,), default=None)
+    rule: str = setting(checks=(equals(THRESHOLD_RULE, "the only rule this runtime applies"),), default=THRESHOLD_RULE)
+    checkpoint_value: float | None = setting(checks=(positive,), default=None)  # the checkpoint's own, when moved off a calibration score
     note: str | None = None
 
 
@@ -237,9 +225,9 @@ class Threshold(Section):
 class NormalScores(Section):
     """Scores of the calibration good images: what drift monitoring compares live scores with."""
 
-    count: int = spec(positive)
+    count: int = setting(checks=(positive,))
     mean: float
-    std: float = spec(not_negative)
+    std: float = setting(checks=(not_negative,))
     min: float
     p50: float
     p95: float
@@ -251,10 +239,10 @@ class NormalScores(Section):
 class PrecisionCheck(Section):
     """One precision at export: verified, refused (it ran and failed), or not-checked (this CPU ran it as ``executed_as``)."""
 
-    status: str = spec(one_of(*PRECISION_STATUSES))
-    executed_as: str = spec(one_of(*INFERENCE_PRECISIONS))
-    max_relative_score_error: float | None = spec(not_negative, default=None)  # of the threshold
-    verdict_flips: int | None = spec(not_negative, default=None)
+    status: str = setting(checks=(one_of(*PRECISION_STATUSES),))
+    executed_as: str = setting(checks=(one_of(*INFERENCE_PRECISIONS),))
+    max_relative_score_error: float | None = setting(checks=(not_negative,), default=None)  # of the threshold
+    verdict_flips: int | None = setting(checks=(not_negative,), default=None)
     why: str | None = None
 
 
@@ -276,9 +264,9 @@ class CheckedOn(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class Runtime(Section):
-    inference_precision: str = spec(one_of(*INFERENCE_PRECISIONS), default="f32")  # the safe default
+    inference_precision: str = setting(checks=(one_of(*INFERENCE_PRECISIONS),), default="f32")  # the safe default
     weights: str  # how the weights are stored, for people
-    verified_precisions: tuple[str, ...] = spec(not_empty, each_one_of(*INFERENCE_PRECISIONS))  # only those that really ran, fastest first
+    verified_precisions: tuple[str, ...] = setting(checks=(not_empty, each_one_of(*INFERENCE_PRECISIONS)))  # only those that really ran, fastest first
     precision_checks: PrecisionChecks
     checked_on: CheckedOn  # the export's CPU
 
@@ -299,17 +287,17 @@ class Versions(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class FileEntry(Section):
-    sha256: str = spec(sha256_hex)
-    bytes: int = spec(positive)
+    sha256: str = setting(checks=(sha256_hex,))
+    bytes: int = setting(checks=(positive,))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Files(Section):
     """The folder's other files, checked at every load."""
 
-    model_xml: FileEntry = spec(json_name="model.xml")
-    model_bin: FileEntry = spec(json_name="model.bin")
-    selftest_npz: FileEntry = spec(json_name=SELFTEST_FILE)
+    model_xml: FileEntry = setting(json_name="model.xml")
+    model_bin: FileEntry = setting(json_name="model.bin")
+    selftest_npz: FileEntry = setting(json_name=SELFTEST_FILE)
 
     def entries(self) -> tuple[tuple[str, FileEntry], ...]:
         """(file name, entry) for each file."""
@@ -320,15 +308,15 @@ class Files(Section):
 class Verification(Section):
     """The export's comparison with the torch model; a folder is written only when it passed."""
 
-    frames: int = spec(positive)
-    max_abs_score_delta: float = spec(not_negative)
-    max_relative_score_error: float = spec(not_negative)  # of the threshold
+    frames: int = setting(checks=(positive,))
+    max_abs_score_delta: float = setting(checks=(not_negative,))
+    max_relative_score_error: float = setting(checks=(not_negative,))  # of the threshold
     worst_frame: str
-    verdict_flips: int = spec(not_negative)
+    verdict_flips: int = setting(checks=(not_negative,))
     flipped_frames: tuple[str, ...]
-    min_map_correlation: float = spec(lambda r: None if -1 <= r <= 1 else f"must be a correlation between -1 and 1, got {r}")
-    max_map_delta_relative: float = spec(not_negative)
-    max_relative_score_error_allowed: float = spec(not_negative)
+    min_map_correlation: float = setting(checks=(lambda r: None if -1 <= r <= 1 else f"must be a correlation between -1 and 1, got {r}",))
+    max_map_delta_relative: float = setting(checks=(not_negative,))
+    max_relative_score_error_allowed: float = setting(checks=(not_negative,))
     passed: bool
 
 
@@ -336,10 +324,10 @@ class Verification(Section):
 class SelfTest(Section):
     """The frames of selftest.npz the runtime replays at every load, and the errors it allows."""
 
-    file: str = spec(equals(SELFTEST_FILE, "the runtime reads that file"), default=SELFTEST_FILE)
-    frames: tuple[str, ...] = spec(not_empty)  # names of the frames, in the order of selftest.npz
-    max_relative_error: float = spec(fraction)  # f32: largest score/map error, as a fraction of the threshold
-    max_relative_error_reduced: float = spec(fraction)  # bf16/f16 (tighter: the self-test sees only a handful of frames)
+    file: str = setting(checks=(equals(SELFTEST_FILE, "the runtime reads that file"),), default=SELFTEST_FILE)
+    frames: tuple[str, ...] = setting(checks=(not_empty,))  # names of the frames, in the order of selftest.npz
+    max_relative_error: float = setting(checks=(fraction,))  # f32: largest score/map error, as a fraction of the threshold
+    max_relative_error_reduced: float = setting(checks=(fraction,))  # bf16/f16 (tighter: the self-test sees only a handful of frames)
     rule: str = ("at every load, on the device: each frame's score and coarse map within the limit (a fraction of the "
                  "threshold; the reduced limit for bf16/f16), no verdict flip, nothing non-finite; else the next precision, down to f32")
 
@@ -365,19 +353,19 @@ class Draft(Section):
 class ModelMetadata(Section):
     """``inspectd.json``: README.md ("The model folder") says what each field is for."""
 
-    schema: str = spec(equals(SCHEMA, "an inspectd model folder"), default=SCHEMA)
-    schema_version: int = spec(equals(SCHEMA_VERSION, "the version this inspectd reads"), default=SCHEMA_VERSION)
-    created: str = spec(iso_time)  # UTC time of the export
+    schema: str = setting(checks=(equals(SCHEMA, "an inspectd model folder"),), default=SCHEMA)
+    schema_version: int = setting(checks=(equals(SCHEMA_VERSION, "the version this inspectd reads"),), default=SCHEMA_VERSION)
+    created: str = setting(checks=(iso_time,))  # UTC time of the export
     model: ModelInfo
     input: GraphInput
     preprocess: Preprocess
     outputs: Outputs
     threshold: Threshold
-    normal_scores: NormalScores | None = spec(default=None, null=True)  # None without calibration good images
+    normal_scores: NormalScores | None = setting(default=None, null=True)  # None without calibration good images
     runtime: Runtime
     versions: Versions
     files: Files
-    calibration_image_auroc: float | None = spec(unit_interval, default=None)  # with labelled calibration images
+    calibration_image_auroc: float | None = setting(checks=(unit_interval,), default=None)  # with labelled calibration images
     verification: Verification
     self_test: SelfTest
 
@@ -408,6 +396,12 @@ class ModelMetadata(Section):
 
 
 def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:
+    crop, resize = preprocess.center_crop, preprocess.resize.size
+    if crop is not None:  # a shorter-edge resize to n gives at least n x n; a crop larger than the resize fits no frame
+        smallest = resize if isinstance(resize, tuple) else (resize, resize)
+        if crop[0] > smallest[0] or crop[1] > smallest[1]:
+            raise ModelFolderError(f"center_crop {list(crop)} is larger than what resize {_show(resize)} gives: no frame could be "
+                                   "inspected", key="preprocess.center_crop", fix=FIX)
     size = preprocess.output_size()
     if size is not None and size != (graph_input.height, graph_input.width):
         raise ModelFolderError(f"gives {list(size)} pixels but input is [{graph_input.height}, {graph_input.width}]",
@@ -420,7 +414,7 @@ def _check_version(data: dict) -> None:
         raise ModelFolderError(f"must be {_show(SCHEMA)}, got {_show(data.get('schema'))}", key="schema",
                                fix="this is not an inspectd model folder; export one with 'inspectd export'")
     version = data.get("schema_version")
-    if not _fits(version, int):
+    if not fits(version, int):
         raise ModelFolderError(f"must be an integer, got {_show(version)}", key="schema_version", fix=FIX)
     if version != SCHEMA_VERSION:
         older = " (written before the on-device self-test existed)" if version < SCHEMA_VERSION else ""
@@ -444,44 +438,8 @@ def _within(name: str, exc: ModelFolderError) -> ModelFolderError:
     return ModelFolderError(exc.problem, key=f"{name}.{exc.key}" if exc.key else name, fix=exc.fix)
 
 
-def _options(hint: Any) -> tuple:
-    return get_args(hint) if get_origin(hint) is UnionType else (hint,)
-
-
-def _items(hint: Any, count: int) -> tuple:
-    """The item types of a tuple hint for ``count`` items: tuple[str, ...] or tuple[int, int]."""
-    args = get_args(hint)
-    return args[:1] * count if args[-1] is Ellipsis else args
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    if get_origin(hint) is UnionType:
-        return any(_fits(value, option) for option in get_args(hint))
-    if get_origin(hint) is tuple:
-        return (isinstance(value, tuple) and len(_items(hint, len(value))) == len(value)
-                and all(_fits(v, h) for v, h in zip(value, _items(hint, len(value)))))
-    if hint is float:  # JSON numbers: int or float, finite; never a boolean
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)  # str, bool, None, a Section
-
-
-def _describe(hint: Any) -> str:
-    names = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers"), str: ("a string", "strings"),
-             bool: ("true or false", "booleans"), type(None): ("null", "nulls")}
-    if get_origin(hint) is UnionType:
-        return " or ".join(_describe(option) for option in get_args(hint))
-    if get_origin(hint) is tuple:
-        args = get_args(hint)
-        count = "" if args[-1] is Ellipsis else f"{len(args)} "
-        return f"a list of {count}{names.get(args[0], ('', 'objects'))[1]}"
-    return names.get(hint, ("an object",))[0]
-
-
 def _show(value: Any) -> str:
-    text = json.dumps(_to_json(value), default=repr)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return show_json(_to_json(value))
 
 
 def _to_json(value: Any) -> Any:
@@ -489,23 +447,6 @@ def _to_json(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, tuple):
         return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(value: Any, hint: Any) -> Any:
-    """A JSON value as the field's Python type where the two differ: objects as sections, lists as tuples, 3 as 3.0.
-
-    Anything that does not convert is passed on as it is, and the section's type check names it.
-    """
-    options = _options(hint)
-    for option in options:
-        if isinstance(value, dict) and isinstance(option, type) and issubclass(option, Section):
-            return option.from_json(value)
-        if isinstance(value, list) and get_origin(option) is tuple:
-            items = _items(option, len(value))
-            return tuple(_from_json(v, h) for v, h in zip(value, items)) if len(items) == len(value) else tuple(value)
-        if option is float and int not in options and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
     return value
 
 
@@ -519,7 +460,7 @@ class Preprocessing:
     center_crop: tuple[int, int] | None
     mean: tuple[float, float, float]  # applied inside the graph; recorded for people
     std: tuple[float, float, float]
-    color: str = "rgb"  # the frames the model takes: "rgb", or "gray" (fed as three equal channels)
+    color: str = RGB  # the frames the model takes: "rgb", or "gray" (fed as three equal channels)
 
     @classmethod
     def of(cls, metadata: ModelMetadata | Draft) -> Preprocessing:

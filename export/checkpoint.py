@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path, input_size: tuple[int, int] | None = None)
         raise InspectdError(f"{path}: checkpoint not found; pass the .ckpt file written by anomalib (or 'inspectd train')")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types (zip, pickle, EOF, key errors) for a bad file
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types (zip, pickle, EOF, key errors) for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InspectdError(f"{path}: not a readable PyTorch checkpoint ({first[:160]}); copy the .ckpt again, it may be truncated") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -116,27 +116,27 @@ def _color(color: str, samples: list, calibration_dir, progress) -> str:
     if color not in ("auto", *schema.COLOR_MODES):
         raise InspectdError(f"--color {color}: must be auto, rgb or gray")
     if not samples:
-        return "rgb" if color == "auto" else color
+        return schema.RGB if color == "auto" else color
     found = files_color((s.path for s in samples), f"the calibration images in {calibration_dir}")
     if color not in ("auto", found):
-        shown = {"rgb": "colour", "gray": "grayscale"}
+        shown = {schema.RGB: "colour", schema.GRAY: "grayscale"}
         raise InspectdError(f"--color {color}: the calibration images in {calibration_dir} are {shown[found]}; pass the images the "
                             f"model was trained on, or --color {found}")
-    if found == "gray":
+    if found == schema.GRAY:
         progress("the calibration images are grayscale: the model folder takes grayscale frames (input.color \"gray\")")
     return found
 
 
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = "rgb") -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = schema.RGB) -> schema.ModelMetadata:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     export_ir(checkpoint, work)
     draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
     model = Model(draft, precision="f32")
 
-    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == "gray")
+    frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == schema.GRAY)
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
     bar = Bar(prefix, "scoring frames with torch and with the exported model", len(frames))
@@ -246,7 +246,7 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
                           checked_on=schema.CheckedOn(cpu=model.device_name, openvino=_version("openvino")))
 
 
-def _draft(checkpoint: PadimCheckpoint, color: str = "rgb") -> schema.Draft:
+def _draft(checkpoint: PadimCheckpoint, color: str = schema.RGB) -> schema.Draft:
     pre = checkpoint.preprocess
     height, width = pre.output_size()
     padim = checkpoint.model

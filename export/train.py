@@ -13,6 +13,7 @@ from pathlib import Path
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.runtime.colour import files_color
+from inspectd.daemon.schema import GRAY
 from inspectd.daemon.runtime.images import list_images
 
 from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
@@ -111,7 +112,7 @@ def _color(data_dir: Path, folder_args: dict, calibration: Path) -> str:
     folders = [root / folder_args["normal_dir"], *(root / d for d in folder_args.get("abnormal_dir", []))]
     paths = [p for folder in folders for p in list_images(folder)] + list_images_deep(calibration)
     color = files_color(dict.fromkeys(paths), f"the images in {data_dir}")
-    if color == "gray":
+    if color == GRAY:
         _say(f"the images in {data_dir} are grayscale: training on them as anomalib does (the channel repeated); the model folder "
              "takes grayscale frames")
     return color

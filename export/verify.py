@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
 def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> Scores:
     transform = checkpoint.preprocess.transform()
     names, reference, exported, correlation, max_delta, coarse = [], [], [], [], [], []
-    for number, frame in enumerate(frames, 1):
+    for frame in frames:
         ref_score, ref_map = _reference(checkpoint, frame, transform)
         result = model.infer(pixels_of(frame), frame.name)
         names.append(frame.name)

@@ -82,7 +82,7 @@ def file_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise InspectdError(f"--weights {path}: file not found; pass hub, offline, random or the path of a timm state dict (.pth)")
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise InspectdError(f"--weights {path}: not a readable PyTorch state dict ({str(exc).splitlines()[0][:120]})") from None
     if isinstance(weights, dict) and "state_dict" in weights:
         weights = weights["state_dict"]

@@ -2,13 +2,14 @@
 # The test command (README): installs what the tests need on a fresh Debian machine, then runs them.
 #   bash tests/run.sh [pytest args]
 # - Debian packages for the real-component tests (journald, systemd-nspawn; dpkg-dev for the packages
-#   systemd/deb/build.sh makes), when run as root; the arm64 root's own (qemu-user-static) come with .ci/arm64-root.sh
+#   systemd/deb/build.sh makes; chromium and chromium-driver for the station page's browser tests, openssl for its
+#   HTTPS tests), when run as root; the arm64 root's own (qemu-user-static) come with .ci/arm64-root.sh
 # - .venv with inspectd + the export extra (torch, anomalib) + test tools
 # - the cached Debian root that systemd-nspawn boots (.ci/nspawn-root.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev)
+packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev chromium chromium-driver openssl)
 if [[ $(id -u) == 0 ]]; then
     missing=()
     for package in "${packages[@]}"; do

@@ -8,26 +8,47 @@ when it is missing. Every error a user can cause prints one line and exits non-z
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 
-from inspectd.daemon.cli import bench, calibrate, check, collect, demo, doctor, evaluate, infer, install_model, report, run, workstation
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.platform_check import problems
 
-COMMANDS = (infer, evaluate, calibrate, collect, workstation, run, check, install_model, doctor, report, bench, demo)
+# The command modules, in the order `inspectd --help` lists them; imported when the parser is built.
+COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "install_model", "doctor", "report", "web", "bench",
+            "demo")
+# Commands that load their own module only: the station page's process stays light (no OpenCV, numpy or OpenVINO,
+# which the other modules import), within its memory budget; the station installs its signal handlers sooner.
+ALONE = {"web": "web", "run": "run"}
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+DASH_VALUES = ("--since", "--until")  # their values may start with "-" (a relative time, -8h): argparse would take it for an option
+
+
+def joined_dash_values(argv: list[str]) -> list[str]:
+    """``--since -8h`` as ``--since=-8h``, the one form argparse reads for a value that starts with a dash."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in DASH_VALUES and arg.startswith("-") and not arg.startswith("--"):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
+def build_parser(modules: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_to(commands)
+    for name in modules:
+        importlib.import_module(f"inspectd.daemon.cli.{name}").add_to(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = joined_dash_values(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser((ALONE[argv[0]],) if argv and argv[0] in ALONE else COMMANDS).parse_args(argv)
     try:
         return args.run(args)
     except InspectdError as exc:
@@ -42,3 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `inspectd report | head`: the reader left; nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 
 def add_to(commands) -> None:
@@ -31,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def measure(model_dir: str, width: int, height: int, frames: int, precision: str) -> str:
+    import numpy as np
     import openvino as ov
 
+    from inspectd.daemon import schema
     from inspectd.daemon.runtime.cost import graph_cost, peak_rss_mib
     from inspectd.daemon.runtime.model import Model
     from inspectd.daemon.runtime.preprocess import prepare
@@ -41,7 +42,7 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
     model = Model.load(model_dir, precision=precision)
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (height, width, 3) if model.color == "rgb" else (height, width), dtype=np.uint8)  # of the folder's mode
+    frame = rng.integers(0, 256, (height, width, 3) if model.color == schema.RGB else (height, width), dtype=np.uint8)  # of the folder's mode
     spec = model.folder.preprocessing
     for _ in range(3):
         model.infer(frame)

@@ -22,7 +22,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from inspectd.daemon.cli import station_rule
 
@@ -42,6 +41,7 @@ def add_to(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from inspectd.daemon import schema
     from inspectd.daemon.errors import InspectdError
     from inspectd.daemon.evaluation.dataset import labelled_images
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _area_suggestion(model, scored, rule, threshold: float) -> str:
     """The largest [decision] min_defect_area that keeps every defect caught at ``threshold``, and the false rejects it removes."""
+    import numpy as np
     from inspectd.daemon.runtime.decision import Rule
     from inspectd.daemon.runtime.images import read_image
 

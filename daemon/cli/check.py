@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from inspectd.daemon.errors import EX_CONFIG, ConfigError
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 
 def add_to(commands) -> None:

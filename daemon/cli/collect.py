@@ -20,16 +20,17 @@ import re
 import sys
 import time
 from pathlib import Path
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.files import output_folder
-from inspectd.daemon.runtime.images import list_images
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 SHEET_COLUMNS, THUMB_WIDTH = 8, 160
+
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_to(commands) -> None:
@@ -50,6 +51,7 @@ def destination(out: Path, label: str, test: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
     from inspectd.daemon.runtime.images import write_png
     from inspectd.daemon.station.config import load
     from inspectd.daemon.station.sources import BadFrame, SourceEnded
@@ -101,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 def next_number(folder: Path) -> int:
     """The number after the highest of the files named by a number (ASCII digits: "²" or "٣" are not numbers here)."""
+    from inspectd.daemon.runtime.images import list_images
+
     try:
         names = [p.stem for p in list_images(folder)]
     except OSError as exc:
@@ -110,6 +114,8 @@ def next_number(folder: Path) -> int:
 
 def contact_sheet(frames: list[np.ndarray]) -> np.ndarray:
     """Thumbnails in rows of SHEET_COLUMNS, each THUMB_WIDTH wide, on white."""
+    import cv2
+    import numpy as np
     thumbs = []
     for frame in frames:
         colour = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)

@@ -26,7 +26,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 SERVICE_USER = "inspectd"
 STATE_DIR = Path("/var/lib/inspectd")
@@ -86,7 +86,7 @@ def _guard(checks: list[Check], name: str, step):
     """Run one step; an unexpected error is its FAIL line, never the end of the report."""
     try:
         return step()
-    except Exception as exc:  # doctor reports, it does not stop
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not stop
         checks.append(Check("FAIL", name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
         return None
 
@@ -225,13 +225,16 @@ def _group_name(gid: int) -> str:
 
 
 def _cameras(user: str, config) -> list[Check]:
+    """The camera device nodes (required when the configured source reads one) and the modules the source needs."""
     import importlib.util
 
+    from inspectd.daemon.station.sources import SOURCES
+
     nodes = sorted(glob.glob("/dev/video*")) + sorted(glob.glob("/dev/media*"))
-    wanted = config.source.kind if config is not None else None
-    status = "FAIL" if wanted in ("picamera2", "opencv") and not _is_stream(config) else "WARN"
+    source = config.source if config is not None else None
+    status = "FAIL" if source is not None and source.camera_device() else "WARN"
     if not nodes:
-        found = [Check(status if wanted else "WARN", "cameras", "no /dev/video* or /dev/media* devices",
+        found = [Check(status, "cameras", "no /dev/video* or /dev/media* devices",
                        "connect the camera (ribbon cable, or USB), and check `libcamera-hello --list-cameras`")]
     else:
         denied = [n for n in nodes if not _can_use(n, user, os.R_OK | os.W_OK)]
@@ -239,17 +242,15 @@ def _cameras(user: str, config) -> list[Check]:
                        f"{'...' if len(nodes) > 4 else ''})" + (f"; {user} cannot open {', '.join(denied[:3])}" if denied else
                                                                  f", readable by {user}"),
                        f"add {user} to the video group: usermod -aG video {user}")]
-    if importlib.util.find_spec("picamera2") is None:
-        found.append(Check("FAIL" if wanted == "picamera2" else "WARN", "picamera2", "not importable",
-                           "apt install python3-picamera2 (Raspberry Pi OS); the package's inspectd sees the OS's Python packages"))
-    else:
-        found.append(Check("PASS", "picamera2", "importable"))
+    for kind in SOURCES.names():  # every kind's own modules: required by the configured one, worth knowing for the others
+        section = SOURCES.get(kind)
+        for module in section.modules:
+            wanted = source is not None and source.kind == kind
+            if importlib.util.find_spec(module) is None:
+                found.append(Check("FAIL" if wanted else "WARN", module, "not importable", section.module_fix))
+            else:
+                found.append(Check("PASS", module, "importable"))
     return found
-
-
-def _is_stream(config) -> bool:
-    device = getattr(config.source, "device", "")
-    return "://" in str(device) or Path(str(device)).is_file()
 
 
 def _gpiod_bindings() -> list[Check]:
@@ -267,10 +268,11 @@ def _gpiod_bindings() -> list[Check]:
 
 def _gpio(config, user: str) -> list[Check]:
     from inspectd.daemon.gpio.libgpiod import list_chips
+    from inspectd.daemon.gpio.reservations import Reservations
 
     try:
         chips = list_chips()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a chip listing that fails is a WARN line, not the end of the report
         return [Check("WARN", "gpio", f"cannot list chips ({str(exc).splitlines()[0]})")]
     gpio = config.gpio if config is not None else None
     if gpio is not None and gpio.chip == "memory":
@@ -293,14 +295,14 @@ def _gpio(config, user: str) -> list[Check]:
     if chip is None:
         found.append(Check("FAIL", "gpio.chip", f"no chip '{gpio.chip}' here", f"use one of: {', '.join(c.label or c.name for c in chips)}"))
         return found
-    wanted = [("gpio.reject.line", gpio.reject.line), ("gpio.ready.line", gpio.ready.line),
-              ("trigger.line", getattr(config.trigger, "line", ""))]
-    for key, name in wanted:
-        if not name:
-            continue
-        line = next((l for l in chip.lines if str(name) in (l.name, str(l.offset))), None)
+    taken = Reservations()
+    for key, name in config.gpio_lines():
+        line = next((each for each in chip.lines if str(name) in (each.name, str(each.offset))), None)
+        holder = taken.reserve(line.offset, key) if line is not None else None
         if line is None:
             found.append(Check("FAIL", key, f"no line '{name}' on {chip.name}", "`inspectd doctor` above lists the chips; use a line name like GPIO17"))
+        elif holder is not None:
+            found.append(Check("FAIL", key, f"'{name}' is offset {line.offset}, the line of {holder}", "each line can be used once"))
         elif line.used:
             found.append(Check("FAIL", key, f"'{name}' (offset {line.offset}) is in use by {line.consumer or 'the kernel'}",
                                "stop what holds it, or choose another line"))

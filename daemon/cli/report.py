@@ -21,14 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 
 from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.station.config import DEFAULT_PATH
-from inspectd.daemon.station.drift import LIMIT_SIGMA
+from inspectd.daemon.station.paths import DEFAULT_PATH
 from inspectd.daemon.records import SYSLOG_IDENTIFIER, RecordError, RecordKind, VerdictRecord, kind_of
 
-DRIFT_SIGMAS = LIMIT_SIGMA  # an hour whose PASS mean sits this far from normal is marked, at the daemon's own default limit
+
+
+def drift_sigmas() -> float:
+    """A period whose PASS mean sits this far from normal is marked, at the daemon's own default drift limit."""
+    from inspectd.daemon.station.drift import LIMIT_SIGMA
+
+    return LIMIT_SIGMA
 
 
 def add_to(commands) -> None:
@@ -58,7 +62,7 @@ def when(text: str | None, now: datetime) -> datetime | None:
         units = {"m": "minutes", "h": "hours", "d": "days"}
         return now - timedelta(**{units[relative[2]]: int(relative[1])})
     try:
-        return datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip()).astimezone()  # a time without a zone is this machine's local time
     except ValueError:
         raise InspectdError(f"'{text}' is not a time", key="--since/--until", fix='use "2026-11-29 06:00" or -8h, -30m, -2d') from None
 
@@ -77,6 +81,7 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
     records = []
     for entry in reader:
         stamp = entry["__REALTIME_TIMESTAMP"]
+        stamp = stamp if stamp.tzinfo else stamp.astimezone()  # older systemd-python gives local naive times
         if until is not None and stamp > until:
             break
         if since is not None and stamp < since:
@@ -93,6 +98,7 @@ def period_seconds(text: str) -> int:
 
 
 def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
+    import numpy as np
     hours: dict[datetime, Period] = defaultdict(Period)
     latencies, faults, drift_alarms, models = [], Counter(), [], Counter()
     malformed: list[str] = []
@@ -124,7 +130,7 @@ def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
         shift = (mean - normal.mean) / normal.std if mean is not None and normal is not None and normal.std > 0 else None
         rows.append({"hour": start.isoformat(sep=" ", timespec="seconds" if every_s < 60 else "minutes"), "frames": hour.frames, "rejects": hour.rejects,
                      "reject_rate": hour.rejects / hour.frames, "pass_mean": mean, "shift_sigmas": shift,
-                     "drift": shift is not None and abs(shift) >= DRIFT_SIGMAS})
+                     "drift": shift is not None and abs(shift) >= drift_sigmas()})
     frames = sum(r["frames"] for r in rows)
     return {
         "frames": frames, "rejects": sum(r["rejects"] for r in rows), "hours": rows, "faults": dict(faults),
@@ -171,6 +177,7 @@ def text(summary: dict, since: datetime | None, until: datetime | None) -> list[
 
 
 def plot(summary: dict, path: Path) -> None:
+    import numpy as np
     import cv2
 
     from inspectd.daemon.runtime.images import write_png
@@ -182,7 +189,7 @@ def plot(summary: dict, path: Path) -> None:
     slot = (right - left) / max(len(rows), 1)
     highest_rate = max([r["reject_rate"] for r in rows] + [0.01])
     shifts = [abs(r["shift_sigmas"]) for r in rows if r["shift_sigmas"] is not None]
-    largest_shift = max(shifts + [DRIFT_SIGMAS * 1.5])
+    largest_shift = max(shifts + [drift_sigmas() * 1.5])
     zero = (middle + 20 + bottom) // 2
     for index, row in enumerate(rows):
         x0, x1 = int(left + index * slot + 2), int(left + (index + 1) * slot - 2)
@@ -192,18 +199,18 @@ def plot(summary: dict, path: Path) -> None:
             cv2.rectangle(canvas, (x0, min(y, zero)), (x1, max(y, zero)), (40, 120, 240) if row["drift"] else (150, 150, 150), -1)
         if len(rows) <= 24 or index % max(1, len(rows) // 12) == 0:
             cv2.putText(canvas, row["hour"][11:], (x0, bottom + 18), font, 0.35, black, 1, cv2.LINE_AA)
-    for limit in (DRIFT_SIGMAS, -DRIFT_SIGMAS):
+    for limit in (drift_sigmas(), -drift_sigmas()):
         y = zero - int(limit / largest_shift * (bottom - zero))
         cv2.line(canvas, (left, y), (right, y), (0, 0, 200), 1)
     cv2.line(canvas, (left, zero), (right, zero), black, 1)
     cv2.line(canvas, (left, middle), (right, middle), black, 1)
     cv2.putText(canvas, f"reject rate per period (top {highest_rate:.1%})", (left, top - 10), font, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(canvas, f"PASS score shift from normal, in sigmas (lines at +-{DRIFT_SIGMAS:g})", (left, middle + 18), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"PASS score shift from normal, in sigmas (lines at +-{drift_sigmas():g})", (left, middle + 18), font, 0.5, black, 1, cv2.LINE_AA)
     write_png(path, canvas)
 
 
 def run(args: argparse.Namespace) -> int:
-    now = datetime.now()
+    now = datetime.now().astimezone()  # aware, as the journal's timestamps are
     since, until = when(args.since, now), when(args.until, now)
     normal = _normal_scores(args.model)
     summary = summarise(read_records(args.directory, since, until), normal, period_seconds(args.every))

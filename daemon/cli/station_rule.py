@@ -12,10 +12,13 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspectd.daemon.runtime.decision import Rule
-from inspectd.daemon.runtime.model import Model
-from inspectd.daemon.station.config import DEFAULT_PATH, load, threshold_errors
-from inspectd.daemon.station.settings import raise_all
+from typing import TYPE_CHECKING
+
+from inspectd.daemon.station.paths import DEFAULT_PATH
+
+if TYPE_CHECKING:
+    from inspectd.daemon.runtime.decision import Rule
+    from inspectd.daemon.runtime.model import Model
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ def add_to(parser: argparse.ArgumentParser) -> None:
 
 def station_rule(args: argparse.Namespace, model: Model) -> StationRule:
     """The rule to apply to ``model`` (a configuration error exits 78, as ``inspectd check`` would)."""
+    from inspectd.daemon.station.config import load, threshold_errors
+    from inspectd.daemon.station.settings import raise_all
+
     if args.no_config or (args.config is None and not DEFAULT_PATH.exists()):
         return StationRule(model.rule(), None)
     path = args.config or DEFAULT_PATH

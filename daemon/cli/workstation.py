@@ -6,6 +6,7 @@ import argparse
 import importlib
 
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.schema import COLOR_MODES
 
 
 def add_to(commands) -> None:
@@ -19,7 +20,7 @@ def add_to(commands) -> None:
     export.add_argument("--threshold-for", choices=("false-rejects", "f1"), default="false-rejects",
                         help="a threshold measured on --calibration: for --false-reject-rate on its good images (default), or F1-optimal")
     export.add_argument("--false-reject-rate", type=_rate, default=0.01, metavar="R", help="target share of good parts rejected (default 0.01)")
-    export.add_argument("--color", choices=("auto", "rgb", "gray"), default="auto",
+    export.add_argument("--color", choices=("auto", *COLOR_MODES), default="auto",
                         help="what the checkpoint was trained on: auto (default) reads it from --calibration (colour without it)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=run_export)

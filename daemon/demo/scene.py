@@ -311,7 +311,9 @@ def _write(path: Path, image: np.ndarray) -> None:
 def generate_station_dataset(out_dir: str | Path, *, n_train: int = 40, n_test_good: int = 10,
                              n_test_per_size: int = 6, width: int = 480, height: int = 360,
                              seed: int = 0) -> Path:
-    """Write an MVTec-layout dataset: out_dir/train/good/*.png, out_dir/test/good/*.png, out_dir/test/stain_small|stain_medium|stain_large/*.png and out_dir/ground_truth/stain_<size>/<name>_mask.png (uint8, 255 = stain). Returns out_dir.
+    """Write an MVTec-layout dataset: out_dir/train/good/*.png, out_dir/test/good/*.png,
+    out_dir/test/stain_small|stain_medium|stain_large/*.png and out_dir/ground_truth/stain_<size>/<name>_mask.png
+    (uint8, 255 = stain). Returns out_dir.
 
     Images are 8-bit BGR PNGs named 000.png, 001.png, ...; masks are single-channel and mark
     exactly the pixels the stain was drawn on. The scene scales with

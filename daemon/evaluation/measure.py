@@ -10,6 +10,7 @@ listed, as the station would judge them replayed in that order); latency of the 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def score_all(model: Model, samples: list[Sample], rule: Rule | None = None,
         except InspectdError as exc:
             errors.append(str(exc))
             continue
-        heat = result.anomaly_map() if rule.min_defect_area else None  # the frame's: what the station counts the area on
+        heat = functools.cache(result.anomaly_map)  # the frame's map, made once and only if the rule looks at it
         keep = with_masks and (sample.mask is not None or not sample.anomalous)
         mask = model_mask(sample, frame.shape[:2], model) if keep else None
         scored.append(Scored(sample, result.score, judge(result.score, heat), rule.critical_score(result.score, heat), latency,

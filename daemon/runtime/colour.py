@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.daemon.schema import GRAY, RGB
 from inspectd.daemon.errors import InspectdError, SourceError
 
-GRAY, RGB = "gray", "rgb"
 _BLOCK_ROWS = 256  # rows compared at a time: no temporary larger than a few rows of the frame
 
 

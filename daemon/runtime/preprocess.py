@@ -6,7 +6,7 @@ exported model sees sharper, aliased inputs than it was trained on and its score
 move. inspectd reproduces the antialiased resize here, in numpy, with the same filter:
 for each output pixel a triangle (bilinear) filter whose support grows with the downscale
 factor, weights normalised to sum to one (torch's ``_upsample_bilinear2d_aa``, which is
-PIL's algorithm). tests/test_preprocess.py checks it against torchvision itself.
+PIL's algorithm). tests/integration/test_preprocess_torchvision.py checks it against torchvision itself.
 
 Normalisation (mean/std) and BGR->RGB happen inside the graph; this module only resizes
 (and centre-crops if training did).

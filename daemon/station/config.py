@@ -15,17 +15,13 @@ station's health, ``[drift]`` with the drift watch. See systemd/inspectd.toml fo
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.files import FileRefused, read_small_file
+from inspectd.daemon.gpio.reservations import Reservations, configured_line
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import PRECISIONS
 from inspectd.daemon.station.drift import DriftConfig
@@ -33,18 +29,19 @@ from inspectd.daemon.station.health import ReadyLineConfig
 from inspectd.daemon.station.outputs.archive import ArchiveConfig
 from inspectd.daemon.station.outputs.interface import OutputConfig
 from inspectd.daemon.station.outputs.journal import JournalConfig
+from inspectd.daemon.station.outputs.live import LiveConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
+from inspectd.daemon.station.paths import DEFAULT_PATH
 from inspectd.daemon.station.settings import Section, collect, distinct, internal, located, raise_all, setting
-from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, Picamera2Config, SourceConfig
+from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, SourceConfig
 from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 
-DEFAULT_PATH = Path("/etc/inspectd/inspectd.toml")
 THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, threshold.value)"
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
 MAX_CONFIG_BYTES = 1024 * 1024  # systemd/inspectd.toml with every key is 4 KB; a FIFO or /dev/zero is never read
 
-__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "ModelConfig",
+__all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "LiveConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
 
 
@@ -81,8 +78,11 @@ class Config(Section):
     source: SourceConfig = SOURCES.field()
     trigger: TriggerConfig = TRIGGERS.field()
     decision: DecisionConfig = field(default_factory=DecisionConfig)
-    journal: JournalConfig = field(default_factory=JournalConfig)
+    # The software outputs, one line each: a new output is its module (outputs/) and its line here. They receive
+    # verdicts in this order: the archive names the file before the journal records it.
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)  # the latest frame for the station page (inspectd web)
     drift: DriftConfig = field(default_factory=DriftConfig)
     gpio: GpioConfig | None = None  # absent: no GPIO at all
     file: str = internal("")  # where it was read from, for messages
@@ -93,20 +93,19 @@ class Config(Section):
                  self._roi_fits_the_camera, self.archive_is_its_own)
         raise_all([error for rule in rules for error in rule()])
 
+    def gpio_lines(self) -> list[tuple[str, str]]:
+        """Every GPIO line this station takes, with its key: the one list that check, start and doctor read. Each part
+        says which lines it takes (its ``lines()``); an empty line is no line."""
+        parts = [("gpio.reject", self.gpio.reject), ("gpio.ready", self.gpio.ready)] if self.gpio else []
+        parts.append(("trigger", self.trigger))
+        return [(f"{table}.{name}", line) for table, part in parts for name, line in part.lines().items() if line]
+
     def _lines_are_distinct(self) -> list[ConfigError]:
         """A line can be requested once: a second use is a mistake in this file, so say so here, not at start."""
-        used = [("gpio.reject.line", self.gpio.reject.line), ("gpio.ready.line", self.gpio.ready.line)] if self.gpio else []
-        used.append(("trigger.line", getattr(self.trigger, "line", "")))
-        seen: dict[str | int, str] = {}
-        errors = []
-        for key, line in used:
-            if not line.strip():
-                continue
-            line_id = int(line) if line.strip().isdigit() else line.strip()
-            if line_id in seen:
-                errors.append(ConfigError(f"{line!r} is already {seen[line_id]}", key=key, fix="each line can be used once: choose another line"))
-            else:
-                seen[line_id] = key
+        reservations, errors = Reservations(), []
+        for key, line in self.gpio_lines():
+            if line.strip() and (holder := reservations.reserve(configured_line(line), key)) is not None:
+                errors.append(ConfigError(f"{line!r} is already {holder}", key=key, fix="each line can be used once: choose another line"))
         return errors
 
     def _trigger_has_a_chip(self) -> list[ConfigError]:
@@ -126,7 +125,7 @@ class Config(Section):
 
     def _area_fits_a_frame(self) -> list[ConfigError]:
         """A minimum defect area larger than any frame rejects nothing, ever."""
-        most, why = frame_pixels(self.source)
+        most, why = self.source.most_pixels()
         if self.decision.min_defect_area > most:
             return [ConfigError(f"{self.decision.min_defect_area} pixels is more than a frame has ({most}, {why}): no part would ever "
                                 "be rejected", key="decision.min_defect_area",
@@ -135,17 +134,7 @@ class Config(Section):
 
     def _roi_fits_the_camera(self) -> list[ConfigError]:
         """A camera's frame size is known before it is opened: the ROI must fit in it (a folder's frames are checked by `check`)."""
-        roi, source = valid_roi(self.source), self.source
-        if roi is None:
-            return []
-        x, y, width, height = roi
-        if isinstance(source, Picamera2Config) and (x + width > source.width or y + height > source.height):
-            return [ConfigError(f"{roi} reaches outside the {source.width}x{source.height} frame of source.width and height",
-                                key="source.roi", fix="make it fit inside the frame, or raise the capture size")]
-        if width * height > source.max_pixels:
-            return [ConfigError(f"{roi} covers {width * height} pixels, more than source.max_pixels ({source.max_pixels})",
-                                key="source.roi", fix="make it smaller, or raise source.max_pixels")]
-        return []
+        return self.source.roi_errors()
 
     def archive_is_its_own(self) -> list[ConfigError]:
         """The archive deletes its oldest files to keep within its quota: its folder must not be, hold or lie inside
@@ -172,16 +161,16 @@ class Config(Section):
 
     def rule(self, folder_threshold: float) -> Rule:
         """The decision rule this station applies with a model folder whose threshold is ``folder_threshold``: the one
-        place ``[model] threshold`` and ``[decision]`` become a rule (the station, check, evaluate and calibrate)."""
-        decision = self.decision
+        place ``[model] threshold`` and ``[decision]`` become a rule (the station, check, evaluate and calibrate). Each key
+        of ``[decision]`` is the rule's field of the same name: a new rule setting is a field of both."""
+        decision = {spec.name: getattr(self.decision, spec.name) for spec in fields(self.decision)}
         return Rule(threshold=self.model.threshold if self.model.threshold is not None else folder_threshold,
-                    pixel_threshold=decision.pixel_threshold, min_defect_area=decision.min_defect_area,
-                    confirm=(decision.confirm[0], decision.confirm[1]) if decision.confirm else None)
+                    **{name: tuple(value) if isinstance(value, list) else value for name, value in decision.items()})
 
     @property
     def outputs(self) -> list[OutputConfig]:
-        """The software outputs' sections in fan-out order: the archive names the file before the journal records it."""
-        return [self.archive, self.journal]
+        """The software outputs' sections, in fan-out order (their order above)."""
+        return [value for spec in fields(self) if isinstance(value := getattr(self, spec.name), OutputConfig)]
 
     @property
     def frames_on_demand(self) -> bool:
@@ -210,25 +199,6 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
-
-
-def valid_roi(source: SourceConfig) -> list[int] | None:
-    """The ROI when it is one (four integers, a positive size, inside the first quadrant); else None (its error is reported)."""
-    roi = source.roi
-    if roi is None or len(roi) != 4 or min(roi[:2]) < 0 or min(roi[2:]) <= 0:
-        return None
-    return roi
-
-
-def frame_pixels(source: SourceConfig) -> tuple[int, str]:
-    """The most pixels a frame can have after the ROI, and why."""
-    most, why = source.max_pixels, "source.max_pixels"
-    if isinstance(source, Picamera2Config) and source.width * source.height < most:
-        most, why = source.width * source.height, "source.width x height"
-    roi = valid_roi(source)
-    if roi is not None and roi[2] * roi[3] < most:
-        most, why = roi[2] * roi[3], "source.roi"
-    return most, why
 
 
 def threshold_errors(config: Config, folder_threshold: float) -> list[ConfigError]:

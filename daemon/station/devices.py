@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from inspectd.daemon.errors import ConfigError, GpioError
 from inspectd.daemon.gpio import GpioBackend, holder, open_backend
 from inspectd.daemon.gpio.heartbeat import Heartbeat
+from inspectd.daemon.gpio.reservations import Reservations
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.outputs import Output
 from inspectd.daemon.station.outputs.reject import RejectOutput
@@ -63,30 +64,25 @@ def check_gpio(config: Config, *, daemon_may_run: bool = True) -> list[str]:
     before a reload); otherwise it is an error, as requesting it would be. Returns what was found, one line each."""
     if config.gpio is None:
         return []
-    lines = [("gpio.reject.line", config.gpio.reject.line), ("gpio.ready.line", config.gpio.ready.line),
-             ("trigger.line", getattr(config.trigger, "line", ""))]
     errors: list[ConfigError] = []
     found = []
-    offsets: dict[int, str] = {}  # a name and an offset can be the same line: only the chip knows
+    offsets = Reservations()  # a name and an offset can be the same line: only the chip knows
     try:
         chip = open_backend(config.gpio.chip)
     except GpioError as error:
         raise as_config_error(error, config) from None
     try:
-        for key, line in lines:
-            if not line:  # as the devices open them: "" is no line, "  " a bad name
-                continue
+        for key, line in config.gpio_lines():
             try:
                 info = chip.line_info(line, key=key)
             except GpioError as error:
                 errors.append(as_config_error(error, config))
                 continue
-            if info.offset in offsets:
-                errors.append(ConfigError(f"{line!r} is offset {info.offset} on this chip, the line of {offsets[info.offset]}",
+            first = offsets.reserve(info.offset, key) if info.offset >= 0 else None
+            if first is not None:
+                errors.append(ConfigError(f"{line!r} is offset {info.offset} on this chip, the line of {first}",
                                           file=config.file, key=key, fix="each line can be used once: choose another line"))
                 continue
-            if info.offset >= 0:
-                offsets[info.offset] = key
             if info.used and not (daemon_may_run and info.consumer.startswith("inspectd")):
                 errors.append(ConfigError(f"line {line!r} (offset {info.offset}) is in use by "
                                           f"{holder(info.consumer) if info.consumer else repr('a kernel driver')}",

@@ -39,6 +39,10 @@ class ReadyLineConfig(Section):
     active_low: bool = False
     period_ms: float = setting(500.0, above=0, fix="the square wave's period in milliseconds, e.g. 500")
 
+    def lines(self) -> dict[str, str]:
+        """The GPIO lines it takes, by key (Config.gpio_lines)."""
+        return {"line": self.line}
+
     def open(self, gpio: GpioBackend) -> Heartbeat | None:
         if not self.line:
             return None

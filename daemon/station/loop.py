@@ -20,14 +20,12 @@ from __future__ import annotations
 import queue
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError, InspectdError
-from inspectd.daemon.station import reload as reloading
 from inspectd.daemon.station.capture import (POLL_S, Capture, CaptureEvent, CaptureFailed, FrameCaptured, FrameUnreadable,
                                              ReplayOver, SourceBack, SourceDown)
 from inspectd.daemon.station.config import Config
@@ -35,8 +33,11 @@ from inspectd.daemon.station.devices import Devices, open_devices
 from inspectd.daemon.station.health import Health
 from inspectd.daemon.station.notify import Notifier
 from inspectd.daemon.station.outputs import EventKind, Fanout, Fault, Notice, Output, describe
+from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.pipeline import Pipeline, build_pipeline
+from inspectd.daemon.station.reload import KEEPING, Plan, Reloader, make_plan
 from inspectd.daemon.station.settings import located
+from inspectd.daemon.station.signals import Request, Requests
 from inspectd.daemon.station.sources import Frame, Source, SourceConfig
 from inspectd.daemon.station.tally import Tally
 from inspectd.daemon.station.verdict import FrameVerdict
@@ -44,6 +45,7 @@ from inspectd.daemon.station.verdict import FrameVerdict
 EX_SOFTWARE = 70  # sysexits.h: an internal error; systemd restarts the service
 STOP_BUDGET_S = 12.0  # SIGTERM -> stop record and lines released; the unit's TimeoutStopSec is 15
 CAPTURE_STOP_S = 5.0  # of which waiting for a read in progress
+RELOAD_WAIT_S = 2.0  # of which for a reload plan being made (what it opened is then closed)
 CLOSE_RESERVE_S = 4.0  # the archive's drain ends this long before the budget: leaving OpenCV, the stop record, closing
 DRIFT = "drift"  # the drift alarm's part in STATUS
 
@@ -60,16 +62,18 @@ class Station:
 
     def __init__(self, config: Config, config_path: str | Path | None = None, frames: int | None = None,
                  extra_outputs: Sequence[Output] = (), notifier: Notifier | None = None,
-                 open_source: Callable[[SourceConfig], Source] = SourceConfig.open) -> None:
+                 open_source: Callable[[SourceConfig], Source] = SourceConfig.open, requests: Requests | None = None,
+                 model: Model | None = None) -> None:
         self.config_path = config_path
         self.frames_limit = frames
         self.extra_outputs = list(extra_outputs)
         self.open_source = open_source
-        self.stop_requested = threading.Event()
-        self.reload_requested = threading.Event()
+        self.owns_requests = requests is None  # `inspectd run` installs its own handlers, before the model loads
+        self.requests = requests or Requests()
         self.notices: queue.SimpleQueue[Notice] = queue.SimpleQueue()  # found off the loop, recorded by it in order with verdicts
+        self.reloader = Reloader(config_path, self.notices.put)
         self.tally = Tally()
-        self.pipeline = build_pipeline(config, self.notices.put)
+        self.pipeline = build_pipeline(config, self.notices.put, model=model)
         try:
             self.devices = open_devices(config)
         except BaseException:
@@ -84,19 +88,17 @@ class Station:
     def config(self) -> Config:
         return self.pipeline.config
 
-    def request_stop(self, *_: object) -> None:
-        self.stop_requested.set()
+    def request_stop(self) -> None:
+        self.requests.ask(Request.STOP)
 
-    def request_reload(self, *_: object) -> None:
-        self.reload_requested.set()
+    def request_reload(self) -> None:
+        self.requests.ask(Request.RELOAD)
 
     def run(self) -> int:
         """Inspects until stopped, the replay ends or the frames asked for are done: 0. An error that ends the
         run is recorded (fault and stop records), the parts are closed, then it is raised (the CLI prints it)."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
-            signal.signal(signal.SIGHUP, self.request_reload)
+        if self.owns_requests:
+            self.requests.install()
         failure: InspectdError | None = None
         reason = "stopped"
         try:
@@ -106,10 +108,8 @@ class Station:
             self.pipeline.start()
             self.record_notices()
             self.start_capture()
-            while not self.stop_requested.is_set():
-                if self.reload_requested.is_set():
-                    self.reload_requested.clear()
-                    reloading.reload(self)
+            while not self.requests.stopping:
+                self._serve_requests()
                 assert self.capture is not None
                 event = self.capture.next_event(POLL_S)
                 if event is None and not self.capture.is_alive():
@@ -213,6 +213,59 @@ class Station:
                 case _:
                     self._handle(event)
 
+    def _serve_requests(self) -> None:
+        """A reload asked for starts a plan (made off the loop); a finished plan is applied; a status is recorded."""
+        if self.requests.take(Request.RELOAD) or (self.reloader.again and not self.reloader.busy):
+            self.reloader.again = False
+            if self.reloader.request(self.pipeline):
+                self.health.reloading()
+        outcome = self.reloader.take()
+        if outcome is not None:
+            self.apply(outcome)
+        if self.requests.take(Request.STATUS):
+            self.outputs.event(EventKind.SUMMARY, f"status (SIGUSR1): {self.tally.status(time.monotonic())}",
+                               frames=self.tally.frames, rejects=self.tally.rejects)
+
+    def reload(self) -> None:
+        """A reload made and applied now, on this thread (embedders and tests; the daemon makes its plans off the loop)."""
+        self.health.reloading()
+        try:
+            outcome: Plan | Exception = make_plan(self.config_path, self.pipeline, self.notices.put)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new configuration, the running one stays
+            outcome = exc
+        self.apply(outcome)
+
+    def apply(self, outcome: Plan | Exception) -> None:
+        """A finished reload plan swapped in (devices reopened when their tables changed), or its error refused: a fault
+        record, the running configuration kept. Then systemd hears READY=1 again."""
+        if isinstance(outcome, Exception):
+            self._refuse(outcome)
+            return
+        plan, devices = outcome, None
+        if plan.reopen_devices:
+            self.stop_capture()
+            self.devices.close()
+            try:
+                devices = open_devices(plan.config)
+            except Exception as exc:  # noqa: BLE001
+                plan.discard()
+                self.devices = open_devices(self.config)  # raises if even the old ones are gone: the run ends
+                self.wire()
+                self._refuse(exc)
+                self.start_capture()
+                return
+        self.swap(plan.pipeline, devices)
+        model = plan.pipeline.model
+        plan.pipeline.announce(self.outputs, EventKind.RELOAD, f"reloaded {self.config_path}: model {model.model_id[:12]} at {model.precision}")
+        self.health.reloaded(self.tally.status(time.monotonic()))
+        if devices is not None:
+            self.start_capture()
+
+    def _refuse(self, exc: Exception) -> None:
+        text = str(exc) if isinstance(exc, InspectdError) else describe(exc)
+        self.outputs.fault(Fault.RELOAD, f"{KEEPING}: {text}", exc)
+        self.health.reloaded(self.tally.status(time.monotonic()))
+
     def swap(self, pipeline: Pipeline, devices: Devices | None = None) -> None:
         """Put a reloaded pipeline (and devices, if they were reopened) in place; what the old pipeline does not
         share with the new one is closed, then the new one starts."""
@@ -246,7 +299,9 @@ class Station:
         """Within STOP_BUDGET_S: the frames captured get their verdicts, the archive writes what it took (or says what it
         could not), the stop record, the parts closed. A step that fails is a fault record; the next steps still run."""
         deadline = time.monotonic() + STOP_BUDGET_S
-        steps = [lambda: self.health.stopping(reason), lambda: self.stop_capture(deadline),
+        if reason == "stopped" and self.requests.stop_signal is not None:
+            reason = f"stopped by {signal.Signals(self.requests.stop_signal).name}"
+        steps = [lambda: self.health.stopping(reason), lambda: self.reloader.abandon(RELOAD_WAIT_S), lambda: self.stop_capture(deadline),
                  lambda: self.pipeline.drain(deadline - CLOSE_RESERVE_S), self.record_notices]
         for step in steps:
             try:

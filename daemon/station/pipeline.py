@@ -107,10 +107,11 @@ def check_device(config: Config) -> None:
                           file=config.file, key="model.device", fix='use "CPU" (a Raspberry Pi infers on its CPU)')
 
 
-def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None) -> Pipeline:
-    """Loads and self-tests the model (any problem with it is a configuration error: exit 78), opens the outputs,
-    taking from ``reuse`` those whose table did not change."""
-    model = load_model(config)
+def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None,
+                   model: Model | None = None) -> Pipeline:
+    """Loads and self-tests the model unless ``model`` is it, loaded from this configuration (any problem with it is a
+    configuration error: exit 78), opens the outputs, taking from ``reuse`` those whose table did not change."""
+    model = model or load_model(config)
     rule = config.rule(model.threshold)
     kept = list(zip(reuse.sections, reuse.outputs)) if reuse is not None else []
     outputs: list[Output] = []

@@ -8,7 +8,8 @@ looked at without side effects, and every problem reported at once.
 - the GPIO chip and each configured line: present and free, read from the chip's line info (no line requested);
 - the archive folder: creatable and writable, judged on the nearest folder that exists (nothing created);
 - the frame size limit against this machine's memory.
-- the drift watch: on, or off and why (a model folder without normal scores).
+- the drift watch: on, or off and why (a model folder without normal scores);
+- the first frame judged by the model and the rule, as ``run`` will judge it (its colour mode, its size).
 
 A part is looked at only when its table has no error (its defaults stand in for what was set aside, and
 judging those would report problems the file does not have).
@@ -20,30 +21,26 @@ judging those would report problems the file does not have).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.files import Claim, Held
-from inspectd.daemon.runtime.image_header import declared_size
-from inspectd.daemon.runtime.images import list_images
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
-from inspectd.daemon.station.config import Config, read, threshold_errors, valid_roi
+from inspectd.daemon.station.config import Config, read, threshold_errors
 from inspectd.daemon.station.devices import check_gpio
 from inspectd.daemon.station.drift import drift_watch
 from inspectd.daemon.station.outputs.archive import OWN_FOLDER_FIX
 from inspectd.daemon.station.outputs.archive_files import judge
 from inspectd.daemon.station.pipeline import load_model
 from inspectd.daemon.station.settings import distinct, every, located, raise_all
-from inspectd.daemon.station.sources import DirectoryConfig, Frame, OpenCVConfig, Picamera2Config, SourceConfig, SourceEnded
+from inspectd.daemon.station.sources import DirectoryConfig, Frame
 
 # Memory one frame pixel costs from its file to its verdict (decode, crop, resize, map, archive copy): issue 9
 # measured 2.3 GB for a 12000x12000 PNG, 16 bytes a pixel. source.max_pixels must fit this machine at that rate.
 BYTES_PER_PIXEL = 16
-HEADER_BYTES = 256 * 1024  # enough of a file for its header (a JPEG's size may follow a large EXIF block)
 VIRTUAL_FILESYSTEMS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs",
                        "bpf", "pstore", "efivarfs", "mqueue", "hugetlbfs", "fusectl", "autofs", "binfmt_misc"}
 
@@ -55,6 +52,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was looked at, or not and why; one line each
     model: Model | None = None
     rule: Rule | None = None  # the decision rule the station would apply (config.rule)
+    frame: Frame | None = None  # the source's first frame, where check could take one
 
 
 def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
@@ -73,7 +71,8 @@ def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
     parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source(daemon_may_run)),
              ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
              ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive(daemon_may_run)),
-             ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift)]
+             ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift),
+             ("source", clean("source", "model.path", "model.device", "model.precision"), _first_frame_judged)]
     for table, wanted, part in parts:
         if wanted:
             try:
@@ -132,63 +131,27 @@ def _free(path: Path, what: str, key: str, daemon_may_run: bool, report: Report)
 
 
 def _look_at_source(config: Config, report: Report) -> None:
-    source = config.source
-    if isinstance(source, Picamera2Config):
-        if importlib.util.find_spec("picamera2") is None:
-            raise ConfigError("the picamera2 module is missing", key="source.kind",
-                              fix="apt install python3-picamera2 and create the venv with --system-site-packages")
-        report.notes.append(f"source: camera not opened (a running daemon may hold it); {source.width}x{source.height} "
-                            "set, the ROI checked against that size; `inspectd doctor` lists the cameras")
-        return
-    if isinstance(source, OpenCVConfig) and not Path(source.device).is_file():
-        present = "" if "://" in source.device or source.device.isdigit() or Path(source.device).exists() else \
-            f"; {source.device} does not exist now: run retries until it appears"
-        report.notes.append(f"source: {source.device} not opened (a camera or stream may be held by a running daemon, and opening "
-                            f"a stream proves nothing about the next minute){present}")
-        return
-    if isinstance(source, DirectoryConfig) and source.mode == "watch":
-        report.notes.append(f"source: watched folder {source.path}: frames come later, each checked as it arrives")
-        return
-    frame = _first_frame(source)  # through the ROI, from files only this process reads
+    """Each kind knows what can be checked of it without disturbing a running daemon (``SourceConfig.preflight``)."""
+    frame = report.frame = config.source.preflight(report.notes)
     if frame is None:
-        report.notes.append("source: the first frame is unreadable (a fault record at run time, not a configuration error)")
         return
     height, width = frame.pixels.shape[:2]
-    report.notes.append(f"source: first frame '{frame.name}' read, {width}x{height} after the ROI")
     if config.decision.min_defect_area > width * height:
         raise ConfigError(f"{config.decision.min_defect_area} pixels is more than the {width}x{height} frame has: no part would "
                           "ever be rejected", key="decision.min_defect_area", fix=f"at most {width * height}; 0 = off")
-    if isinstance(source, DirectoryConfig):
-        _roi_fits_every_image(source)
 
 
-def _first_frame(source: SourceConfig) -> Frame | None:
-    if not isinstance(source, OpenCVConfig):
-        return source.sample()
-    video = source.open()  # a video file
-    try:
-        return video.read(0.0)
-    except SourceEnded:
-        raise ConfigError(f"'{source.device}' holds no frames", key="source.device", fix="point it to a video with frames") from None
-    finally:
-        video.close()
-
-
-def _roi_fits_every_image(source: DirectoryConfig) -> None:
-    """A replay stops (exit 78) at the first image the ROI does not fit: read each header now, not the pixels."""
-    roi = valid_roi(source)
-    if roi is None:
+def _first_frame_judged(config: Config, report: Report) -> None:
+    """The first frame through the model and the rule, as ``run`` will judge it: a frame the model cannot take (a gray
+    camera on a colour model, a frame smaller than the model's crop) would fault every frame and never make the station ready."""
+    if report.frame is None or report.model is None or report.rule is None:
         return
-    x, y, width, height = roi
-    for path in list_images(Path(source.path)):
-        try:
-            with open(path, "rb") as handle:
-                size = declared_size(handle.read(HEADER_BYTES))
-        except OSError:
-            continue  # unreadable: a fault record for that file at run time
-        if size is not None and (x + width > size[0] or y + height > size[1]):
-            raise ConfigError(f"{roi} reaches outside the {size[0]}x{size[1]} frame '{path.name}'", key="source.roi",
-                              fix="make it fit inside every frame of the folder")
+    try:
+        inspection = report.model.infer(report.frame.pixels, report.frame.name)
+        report.rule.judge()(inspection.score, inspection.anomaly_map)
+    except InspectdError as error:
+        raise ConfigError(f"its first frame cannot be judged: {error}", key="source",
+                          fix="make the source give what the model folder was trained on, or use a model folder trained on it") from None
 
 
 def _gpio_lines(daemon_may_run: bool):

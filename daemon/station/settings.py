@@ -34,14 +34,17 @@ in 32 bits (OpenCV, libcamera and the kernel take C ints).
 
 from __future__ import annotations
 
-import math
-import types
 import typing
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, fields, is_dataclass
+from functools import cache
 from os import PathLike
 from typing import Any
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.fields import convert, describe, internal, setting
+from inspectd.daemon.fields import problem as fields_problem
+
+__all__ = ["ConfigError", "ConfigErrors", "Section", "collect", "internal", "parse", "raise_all", "setting"]
 
 
 DAY_S = 86_400
@@ -89,26 +92,13 @@ def raise_all(errors: list[ConfigError]) -> None:
         raise ConfigErrors(errors)
 
 
-def setting(default: Any, *, above: float | None = None, minimum: float | None = None, maximum: float | None = None,
-            choices: tuple[str, ...] | None = None, fix: str | None = None) -> Any:
-    """A key with its default and limits: ``above`` (exclusive), ``minimum`` and ``maximum`` (inclusive), ``choices``;
-    ``fix`` tells the user what to write."""
-    limits = {name: value for name, value in (("above", above), ("minimum", minimum), ("maximum", maximum), ("choices", choices),
-                                              ("fix", fix)) if value is not None}
-    return field(default=default, metadata=limits)
-
-
-def internal(default: Any) -> Any:
-    """A field the program sets, never read from the file."""
-    return field(default=default, compare=False, metadata={"internal": True})
-
-
 @dataclass
 class Section:
     """A table of the configuration file. Subclasses add fields and may override ``check``."""
 
     def __post_init__(self) -> None:
-        errors = [error for spec in fields(self) if (error := limit_error(spec, getattr(self, spec.name)))]
+        hints = hints_of(type(self))
+        errors = [error for spec in fields(self) if (error := limit_error(spec, getattr(self, spec.name), hints[spec.name]))]
         errors += checked(self)
         raise_all(errors)
 
@@ -127,22 +117,19 @@ def checked(section: Section) -> list[ConfigError]:
     return []
 
 
-def limit_error(spec: Field, value: object) -> ConfigError | None:
-    if value is None or isinstance(value, bool):
+def limit_error(spec: Field, value: object, hint: Any) -> ConfigError | None:
+    """The field's own type and limits (``fields.problem``), then the limits every key of the file has."""
+    if spec.metadata.get("internal"):
         return None
-    limits, key = spec.metadata, spec.name
-    fix = limits.get("fix")
-    if isinstance(value, float) and not math.isfinite(value):
-        return ConfigError(f"must be a finite number, got {value}", key=key, fix=fix or "write a number")
-    if "choices" in limits and value not in limits["choices"]:
-        return ConfigError(f"is {value!r}", key=key, fix=f"use one of: {', '.join(limits['choices'])}")
-    if "above" in limits and not value > limits["above"]:
-        return ConfigError(f"must be greater than {limits['above']}, got {value}", key=key, fix=fix)
-    if "minimum" in limits and not value >= limits["minimum"]:
-        return ConfigError(f"must be at least {limits['minimum']}, got {value}", key=key, fix=fix)
-    if "maximum" in limits and not value <= limits["maximum"]:
-        return ConfigError(f"must be at most {limits['maximum']}, got {value}", key=key, fix=fix)
-    return _general_limit(key, value, fix)
+    found = fields_problem(spec, value, hint)
+    if found is not None:
+        return ConfigError(found[0], key=spec.name, fix=found[1])
+    return _general_limit(spec.name, value, spec.metadata.get("fix"))
+
+
+@cache
+def hints_of(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _general_limit(key: str, value: object, fix: str | None) -> ConfigError | None:
@@ -187,7 +174,7 @@ def collect(cls: type, table: object, *, file: str | PathLike, where: str = "", 
     if not isinstance(table, dict):
         return None, [ConfigError(f"must be a table, got {table!r}", file=file, key=where or None,
                                   fix=f"write it as [{where}] with its keys below")]
-    hints = typing.get_type_hints(cls)
+    hints = hints_of(cls)
     known = {spec.name: spec for spec in fields(cls) if not spec.metadata.get("internal")}
     values: dict[str, Any] = {}
     errors: list[ConfigError] = []
@@ -202,7 +189,7 @@ def collect(cls: type, table: object, *, file: str | PathLike, where: str = "", 
             converted, found = collect_kind(spec.metadata["registry"], value, file=file, where=name)
         else:
             converted, found = _convert(hints[key], value, file, name)
-            if not found and (error := limit_error(spec, converted)) is not None:
+            if not found and (error := limit_error(spec, converted, hints[key])) is not None:
                 found = [located(error, file, where)]
         errors += found
         if converted is not None and not (found and not is_dataclass(converted)):
@@ -252,31 +239,17 @@ def _unknown_key(cls: type, key: str, name: str, file: str | PathLike, kinds: An
 
 
 def _convert(hint: Any, value: object, file: str | PathLike, name: str) -> tuple[Any, list[ConfigError]]:
-    """``value`` as the type ``hint`` asks for, and the problems found (a nested table's included)."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for option in options:
-        if option is type(None):
-            continue
-        if is_dataclass(option):
-            return collect(option, value, file=file, where=name)
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value), []
-            except OverflowError:  # an integer of hundreds of digits
-                return None, [ConfigError(f"must be a finite number, got {value}", file=file, key=name, fix="write a smaller number")]
-        if typing.get_origin(option) is list:
-            if isinstance(value, list) and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-                return value, []
-            continue
-        if isinstance(value, option) and (option is bool or not isinstance(value, bool)):
-            return value, []
-    wanted = " or ".join(_describe(option) for option in options if option is not type(None))
-    return None, [ConfigError(f"must be {wanted}, got {value!r}", file=file, key=name)]
+    """``value`` as the type ``hint`` asks for (``fields.convert``), and the problems found (a nested table's included)."""
+    nested: list[ConfigError] = []
 
+    def table(cls: type, data: object) -> Any:
+        section, errors = collect(cls, data, file=file, where=name)
+        nested.extend(errors)
+        return section
 
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) is list:
-        return "a list of integers"
-    if is_dataclass(hint):
-        return "a table"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
+    converted, ok = convert(value, hint, table)
+    if ok:
+        return converted, nested
+    if isinstance(value, int) and not isinstance(value, bool) and float in typing.get_args(hint) + (hint,):  # hundreds of digits
+        return None, [ConfigError(f"must be a finite number, got {value}", file=file, key=name, fix="write a smaller number")]
+    return None, [ConfigError(f"must be {describe(hint)}, got {value!r}", file=file, key=name)]

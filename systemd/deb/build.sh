@@ -83,6 +83,7 @@ rm -rf "$lib/inspectd/testing"  # the tests' harnesses (inspectd.testing): not f
 rm -rf "$lib/bin"  # console scripts written for this machine's interpreter; /usr/bin/inspectd replaces them
 find "$lib" -name direct_url.json -path '*.dist-info/*' -delete  # it names this build's temp folder
 [[ -f $lib/inspectd/models/demo-mug/model.xml ]] || die "the demo model is missing from inspectd's wheel"
+[[ -f $lib/inspectd/daemon/web/static/page.js ]] || die "the station page's files are missing from inspectd's wheel"
 
 # Every ELF file is for ARCH, and needs only libraries that ship beside it or that the Depends
 # bring (libc6, libstdc++6, libgcc-s1, zlib1g). libOpenCL is the Intel GPU plugin's alone (an
@@ -106,6 +107,9 @@ install -D -m 0755 "$here/inspectd" "$root/usr/bin/inspectd"
 install -D -m 0644 "$repo/systemd/inspectd.service" "$root/lib/systemd/system/inspectd.service"
 grep -qx 'ExecStart=/usr/bin/inspectd run --config /etc/inspectd/inspectd.toml' "$root/lib/systemd/system/inspectd.service" ||
     die "systemd/inspectd.service must start /usr/bin/inspectd run --config /etc/inspectd/inspectd.toml"
+install -D -m 0644 "$repo/systemd/inspectd-web.service" "$root/lib/systemd/system/inspectd-web.service"
+install -D -m 0644 "$repo/systemd/inspectd-setup.service" "$root/lib/systemd/system/inspectd-setup.service"
+install -D -m 0644 "$repo/systemd/web.toml" "$root/etc/inspectd/web.toml"
 install -D -m 0644 "$repo/systemd/inspectd.catalog" "$root/usr/lib/systemd/catalog/inspectd.catalog"
 install -D -m 0644 "$repo/systemd/inspectd.toml" "$root/etc/inspectd/inspectd.toml"
 install -D -m 0644 "$here/inspectd.sysusers" "$root/usr/lib/sysusers.d/inspectd.conf"
@@ -119,7 +123,7 @@ install -d "$root/DEBIAN"
 sed -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" \
     -e "s|@MAINTAINER@|${INSPECTD_MAINTAINER:-inspectd maintainers <inspectd@localhost>}|" \
     -e "s|@INSTALLED_SIZE@|$(du -sk --apparent-size "$root" | cut -f1)|" "$here/control" >"$root/DEBIAN/control"
-echo /etc/inspectd/inspectd.toml >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/inspectd/inspectd.toml /etc/inspectd/web.toml >"$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do install -m 0755 "$here/$script" "$root/DEBIAN/$script"; done
 
 deb=$out/inspectd_${version}_${arch}.deb

@@ -5,7 +5,7 @@ Real parts: the demo model's verdicts on demo images, real small filesystems (tm
 limit, mounted in a private mount namespace that vanishes with the scenario: ``unshare --mount``), a real
 private journald and the daemon as a real process for SIGTERM.
 
-Filesystem scenarios run this file as a script inside the namespace (``python tests/test_archive.py NAME ARGS``)
+Filesystem scenarios run this file as a script inside the namespace (``python tests/integration/test_archive.py NAME ARGS``)
 and print what they saw as JSON; the tests judge it.
 """
 
@@ -32,7 +32,7 @@ from inspectd.daemon.station.outputs.archive_files import MARKER, TEMP_PREFIX, T
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # conftest.py, for this file run as a script
 _reason = unavailable_reason()
 needs_namespace = pytest.mark.skipif(_reason is not None, reason=f"no private mount namespace: {_reason}")
 

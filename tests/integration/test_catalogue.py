@@ -2,7 +2,7 @@
 
 Each entry must get one clear line (naming the file, and the key or field where there is one),
 the right exit status, and no traceback; a bad image is never a verdict and never stops the
-others. The counts are printed (`pytest -s tests/test_catalogue.py`) for the closing note.
+others. The counts are printed (`pytest -s tests/integration/test_catalogue.py`) for the closing note.
 """
 
 from __future__ import annotations

@@ -205,7 +205,6 @@ def test_drift_record_in_the_journal_in_status_and_in_the_report(lamp_midway, tm
 def test_a_reload_keeps_the_window_and_a_changed_one_closes_the_alarm(lamp_midway, tmp_path):
     """`systemctl reload` with the same model and [drift]: the window and the alarm go on (no second record). With
     another [drift]: the alarm in progress is closed by a drift-over record and the watch starts empty."""
-    from inspectd.daemon.station import reload as reloading
     from inspectd.daemon.station.sources import Frame
 
     path = tmp_path / "inspectd.toml"
@@ -217,10 +216,10 @@ def test_a_reload_keeps_the_window_and_a_changed_one_closes_the_alarm(lamp_midwa
             station.inspect(Frame(cv2.imread(str(image)), image.name, time.monotonic()))
         watch = station.pipeline.drift
         assert watch.alarmed and [e.kind for e in drift_events(memory)] == [EventKind.DRIFT]
-        reloading.reload(station)
+        station.reload()
         assert station.pipeline.drift is watch and len(drift_events(memory)) == 1 and "drift +" in station.tally.status(time.monotonic())
         path.write_text(config_text(lamp_midway).replace(f"window = {WINDOW}", f"window = {WINDOW + 5}"))
-        reloading.reload(station)
+        station.reload()
         assert [e.kind for e in drift_events(memory)] == [EventKind.DRIFT, EventKind.DRIFT_OVER]
         assert "closed by the reload" in drift_events(memory)[-1].message and "fault" not in [e.kind for e in memory.events]
         assert station.pipeline.drift is not watch and len(station.pipeline.drift.scores) == 0

@@ -271,11 +271,11 @@ def test_a_failing_ready_line_is_one_fault_until_it_works_again(mugs, tmp_path):
 # ---------------------------------------------------------------- reload
 
 
-def test_every_broken_configuration_of_the_catalogue_is_refused_by_a_reload_or_ends_the_run_with_78(mugs, tmp_path):
-    """The catalogue's broken files (tests/test_catalogue.py), each sent to a running station by a reload: refused
-    with a fault record while the station goes on judging, or taken (the file is valid as far as a reload can
-    tell), or, for what only frames show, the run ends with exit 78 after a fault record and the stop record.
-    Never another exception out of the loop."""
+def test_every_broken_configuration_of_the_catalogue_is_refused_by_a_reload(mugs, tmp_path):
+    """The catalogue's broken files (tests/integration/test_catalogue.py: `check` and `run` refuse each), each sent to a
+    running station by a reload: a reload verifies exactly what a start verifies, so every one is refused with a fault
+    record while the station goes on judging with the configuration it had. None is taken, none ends the run (an exit 78
+    the unit does not restart would stop the line), never another exception out of the loop."""
     from test_catalogue import CONFIGS, write_config
 
     images = mugs / "test" / "good"
@@ -298,11 +298,11 @@ def test_every_broken_configuration_of_the_catalogue_is_refused_by_a_reload_or_e
         base.write_text(write_config(work, broken, images).read_text())
         counted = len(memory.events)
         station.request_reload()
-        answered = lambda m: any(e.kind in ("fault", "reload", "stop") for e in m.events[counted:])  # noqa: E731
+        answered = lambda m: any(e.kind in ("fault", "reload", "stop") for e in m.events[counted:])  # noqa: E731, B023 - used in this turn
         assert memory.wait_for(answered, 120), what
-        ended = lambda m: any(e.kind == "stop" for e in m.events[counted:])  # noqa: E731
+        ended = lambda m: any(e.kind == "stop" for e in m.events[counted:])  # noqa: E731, B023 - used in this turn
         seen = len(memory.verdicts)  # frames captured before the reload were judged before its record
-        assert memory.wait_for(lambda m: len(m.verdicts) > seen or ended(m), 120), f"{what}: inspection stopped after the reload"
+        assert memory.wait_for(lambda m: len(m.verdicts) > seen or ended(m), 120), f"{what}: inspection stopped after the reload"  # noqa: B023
         if ended(memory):
             thread.join(timeout=60)
             assert len(result) == 1 and isinstance(result[0], InspectdError) and result[0].exit_code == 78, (what, result)
@@ -318,7 +318,7 @@ def test_every_broken_configuration_of_the_catalogue_is_refused_by_a_reload_or_e
         thread.join(timeout=60)
         assert result == [0], result
     print(f"\nreloads of {len(CONFIGS)} broken configurations: {outcomes}")
-    assert sum(outcomes.values()) == len(CONFIGS) and outcomes["refused"] >= len(CONFIGS) // 2
+    assert outcomes == {"refused": len(CONFIGS), "taken": 0, "ended 78": 0}
 
 
 # ---------------------------------------------------------------- journald

@@ -75,6 +75,13 @@ def test_report_of_a_replay_with_a_lighting_change(tmp_path):
     assert shifts[0] < 1.0 < shifts[1], shifts  # as the calibration images, then not
     assert any(row["drift"] for row in second)
     assert cv2.imread(str(plot)).shape == (460, 900, 3)
+    # --since/--until as the README writes them, relative and absolute (the journal's times carry a zone; these may not)
+    since = subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", "report", "--directory", str(store), "--since", "-1h", "--json"],
+                           capture_output=True, text=True)
+    assert since.returncode == 0 and json.loads(since.stdout)["frames"] == 24, since.stderr
+    until = subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", "report", "--directory", str(store), "--until",
+                            boundary.isoformat(sep=" ", timespec="seconds"), "--json"], capture_output=True, text=True)
+    assert until.returncode == 0 and json.loads(until.stdout)["frames"] == 12, until.stderr
     text = subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", "report", "--directory", str(store), "--model", str(DEMO_MODEL),
                            "--every", "1s"], capture_output=True, text=True)
     assert "DRIFT" in text.stdout and "24 frames" in text.stdout

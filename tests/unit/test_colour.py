@@ -1,5 +1,5 @@
 """Colour or monochrome (unit tier): the one rule (runtime.colour), gray image files, the folder's input.color,
-and `inspectd infer` with the demo model and a copy of it marked gray (no training: tests/test_gray.py trains)."""
+and `inspectd infer` with the demo model and a copy of it marked gray (no training: tests/integration/test_gray.py trains)."""
 
 from __future__ import annotations
 

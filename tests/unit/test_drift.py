@@ -1,6 +1,6 @@
 """The drift watch's statistics (daemon/station/drift.py), pure; its [drift] table; what `inspectd check` says of it.
 
-The station's use of it (real model, real images, real journald) is in tests/test_drift_station.py.
+The station's use of it (real model, real images, real journald) is in tests/integration/test_drift_station.py.
 """
 
 from __future__ import annotations

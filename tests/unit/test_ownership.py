@@ -115,8 +115,12 @@ def test_a_folder_holding_anything_else_is_not_taken_and_nothing_in_it_changes(t
         if name in (".", ".."):
             continue
         entry = folder / name
-        {"file": lambda: entry.write_bytes(b"x" * 4000), "folder": entry.mkdir,
-         "symlink": lambda: entry.symlink_to(victim)}[kind]()
+        if kind == "file":
+            entry.write_bytes(b"x" * 4000)
+        elif kind == "folder":
+            entry.mkdir()
+        else:
+            entry.symlink_to(victim)
     if not any(folder.iterdir()):
         return  # nothing but "." and "..": an empty folder is the station's to take
     before = snapshot(folder)

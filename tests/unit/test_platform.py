@@ -39,3 +39,19 @@ def test_supported_platforms_pass():
 
 def test_docstring_examples_run():
     assert doctest.testmod(platform_check).failed == 0
+
+
+def test_the_python_floor_is_one_and_the_code_keeps_to_it():
+    """pyproject's requires-python is the platform check's floor, and every module parses as that Python's syntax
+    (the suite itself runs on it in CI: .ci/run uses the machine's 3.11, Raspberry Pi OS Bookworm's)."""
+    import ast
+    import re
+    import tomllib
+
+    from conftest import ROOT
+    from inspectd.daemon.platform_check import MIN_PYTHON
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert re.fullmatch(r">=(\d+)\.(\d+)", declared) and tuple(map(int, declared[2:].split("."))) == MIN_PYTHON
+    for path in [*(ROOT / "daemon").rglob("*.py"), *(ROOT / "export").rglob("*.py")]:
+        ast.parse(path.read_text(), str(path), feature_version=MIN_PYTHON)

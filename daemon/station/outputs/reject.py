@@ -11,11 +11,22 @@ from inspectd.daemon.station.settings import Section, setting
 from inspectd.daemon.station.verdict import FrameVerdict
 
 
+PULSE_MAX_MS = 2000
+
+
 @dataclass
 class RejectLineConfig(Section):
     line: str = ""  # line name or offset; "" for no reject line
     active_low: bool = False
-    pulse_ms: float = setting(100.0, above=0, fix="the pulse length in milliseconds the PLC needs, e.g. 100")
+    # At most PULSE_MAX_MS: a stop lets the pulse that is on run its full width, and the stop must end within the unit's
+    # TimeoutStopSec (15 s) after its other steps (loop.STOP_BUDGET_S); a reject gate needs tens to hundreds of ms.
+    pulse_ms: float = setting(100.0, above=0, maximum=PULSE_MAX_MS,
+                              fix=f"the pulse length in milliseconds the PLC needs, e.g. 100; at most {PULSE_MAX_MS}, which a stop "
+                                  "waits for within the unit's stop timeout")
+
+    def lines(self) -> dict[str, str]:
+        """The GPIO lines it takes, by key (Config.gpio_lines)."""
+        return {"line": self.line}
 
     def open(self, gpio: GpioBackend) -> RejectOutput | None:
         if not self.line:

@@ -64,6 +64,7 @@ from typing import ClassVar
 
 from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
 from inspectd.daemon.files import Claim, Held
+from inspectd.daemon.runtime.image_header import declared_size
 from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_kind, list_images, read_image
 from inspectd.daemon.station.settings import internal, setting
 from inspectd.daemon.station.sources.interface import BadFrame, Frame, Source, SourceConfig, SourceEnded, SourceFault
@@ -78,6 +79,7 @@ UNREADABLE_AFTER = 10  # x settle_s unchanged and still undecodable: reported, m
 # CONFIRM_LAG events are therefore recorded. Once the loop confirms frames itself (Frame.done),
 # at once, this count is no longer used.
 CONFIRM_LAG = 2
+HEADER_BYTES = 256 * 1024  # enough of a file for its header (a JPEG's size may follow a large EXIF block)
 WATCH_DEFAULTS = {"settle_s": 0.2, "done": "move", "backlog": "inspect"}
 
 
@@ -129,6 +131,31 @@ class DirectoryConfig(SourceConfig):
         reader = copy.copy(self)
         reader.consume = False
         return reader
+
+    def preflight(self, notes: list[str]) -> Frame | None:
+        """A replay: its first frame through the ROI, and the ROI against every image's header (a replay stops, exit 78, at the
+        first image it does not fit). A watched folder: its frames come later, each checked as it arrives."""
+        if self.mode == "watch":
+            notes.append(f"source: watched folder {self.path}: frames come later, each checked as it arrives")
+            return None
+        frame = super().preflight(notes)
+        self._roi_fits_every_image()
+        return frame
+
+    def _roi_fits_every_image(self) -> None:
+        roi = self.valid_roi()
+        if roi is None:
+            return
+        x, y, width, height = roi
+        for path in list_images(Path(self.path)):
+            try:
+                with open(path, "rb") as handle:
+                    size = declared_size(handle.read(HEADER_BYTES))
+            except OSError:
+                continue  # unreadable: a fault record for that file at run time
+            if size is not None and (x + width > size[0] or y + height > size[1]):
+                raise ConfigError(f"{roi} reaches outside the {size[0]}x{size[1]} frame '{path.name}'", key="source.roi",
+                                  fix="make it fit inside every frame of the folder")
 
     def open_kind(self) -> Source:
         if self.mode != "watch":

@@ -10,6 +10,7 @@ a fault for that frame, never turned into a verdict). ``close()`` may be called 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -57,6 +58,8 @@ class SourceConfig(Section):
 
     kind: ClassVar[str]
     frames_on_demand: ClassVar[bool] = False  # frames come only when a part does (READY=1 cannot wait for one)
+    modules: ClassVar[tuple[str, ...]] = ()  # Python modules it needs that the runtime does not bring (check and doctor look)
+    module_fix: ClassVar[str] = ""  # how to install them
 
     roi: list[int] | None = None  # [x, y, width, height] crop applied to every frame
     retry_max_s: float = setting(30.0, above=0, fix="the longest wait between reconnects, in seconds, e.g. 30")
@@ -87,6 +90,62 @@ class SourceConfig(Section):
         None for cameras and streams: opening them would take them from a daemon that is running.
         """
         return None
+
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of its frames before the ROI, when known without opening it (a camera's configured size)."""
+        return None
+
+    def camera_device(self) -> bool:
+        """Whether it reads a camera's device node (/dev/video*, /dev/media*): ``inspectd doctor`` then requires one."""
+        return False
+
+    def most_pixels(self) -> tuple[int, str]:
+        """The most pixels one of its frames can have after the ROI, and which key says so."""
+        most, why = self.max_pixels, "source.max_pixels"
+        size = self.frame_size()
+        if size is not None and size[0] * size[1] < most:
+            most, why = size[0] * size[1], "source.width x height"
+        roi = self.valid_roi()
+        if roi is not None and roi[2] * roi[3] < most:
+            most, why = roi[2] * roi[3], "source.roi"
+        return most, why
+
+    def valid_roi(self) -> list[int] | None:
+        """The ROI when it is one (four integers, a positive size, inside the first quadrant); else None (its error is reported)."""
+        roi = self.roi
+        if roi is None or len(roi) != 4 or min(roi[:2]) < 0 or min(roi[2:]) <= 0:
+            return None
+        return roi
+
+    def roi_errors(self) -> list[ConfigError]:
+        """The ROI against what is known of the frame before opening the source (a folder's frames are read by ``preflight``)."""
+        roi, size = self.valid_roi(), self.frame_size()
+        if roi is None:
+            return []
+        x, y, width, height = roi
+        if size is not None and (x + width > size[0] or y + height > size[1]):
+            return [ConfigError(f"{roi} reaches outside the {size[0]}x{size[1]} frame of source.width and height", key="source.roi",
+                                fix="make it fit inside the frame, or raise the capture size")]
+        if width * height > self.max_pixels:
+            return [ConfigError(f"{roi} covers {width * height} pixels, more than source.max_pixels ({self.max_pixels})",
+                                key="source.roi", fix="make it smaller, or raise source.max_pixels")]
+        return []
+
+    def preflight(self, notes: list[str]) -> Frame | None:
+        """What ``inspectd check`` can verify without disturbing a running daemon: its modules are there, and a first frame
+        through the ROI where taking one disturbs nothing; ``notes`` get what was looked at, or not and why (before a
+        ConfigError is raised)."""
+        missing = [name for name in self.modules if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(f"the {' and '.join(missing)} module{'s are' if len(missing) > 1 else ' is'} missing", key="source.kind",
+                              fix=self.module_fix)
+        frame = self.sample()
+        if frame is None:
+            notes.append("source: the first frame is unreadable (a fault record at run time, not a configuration error)")
+            return None
+        height, width = frame.pixels.shape[:2]
+        notes.append(f"source: first frame '{frame.name}' read, {width}x{height} after the ROI")
+        return frame
 
 
 class CroppedSource:

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import cv2
 
+from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.sources.interface import Frame, Source, SourceConfig, SourceEnded, SourceFault
 
@@ -32,6 +33,33 @@ class OpenCVConfig(SourceConfig):
 
     def open_kind(self) -> Source:
         return OpenCVSource(self.device, self.width, self.height)
+
+    def is_video_file(self) -> bool:
+        return Path(self.device).is_file()
+
+    def camera_device(self) -> bool:
+        return "://" not in self.device and not self.is_video_file()
+
+    def sample(self) -> Frame | None:
+        """A video file's first frame; a camera or stream is not opened (a running daemon may hold it)."""
+        if not self.is_video_file():
+            return None
+        video = self.open()
+        try:
+            return video.read(0.0)
+        except SourceEnded:
+            raise ConfigError(f"'{self.device}' holds no frames", key="source.device", fix="point it to a video with frames") from None
+        finally:
+            video.close()
+
+    def preflight(self, notes: list[str]) -> Frame | None:
+        if self.is_video_file():
+            return super().preflight(notes)
+        present = "" if "://" in self.device or self.device.isdigit() or Path(self.device).exists() else \
+            f"; {self.device} does not exist now: run retries until it appears"
+        notes.append(f"source: {self.device} not opened (a camera or stream may be held by a running daemon, and opening a stream "
+                     f"proves nothing about the next minute){present}")
+        return None
 
 
 class OpenCVSource:

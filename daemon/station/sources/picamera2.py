@@ -16,19 +16,36 @@ from inspectd.daemon.errors import SourceError
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.sources.interface import Frame, Source, SourceConfig, SourceFault
 
+SETTLE_MAX_MS = 30_000
 SIZE_FIX = "the capture size in pixels, e.g. width = 1536, height = 864"
 
 
 @dataclass
 class Picamera2Config(SourceConfig):
     kind: ClassVar[str] = "picamera2"
+    modules: ClassVar[tuple[str, ...]] = ("picamera2",)
+    module_fix: ClassVar[str] = "apt install python3-picamera2 and create the venv with --system-site-packages"
 
     width: int = setting(1536, above=0, fix=SIZE_FIX)
     height: int = setting(864, above=0, fix=SIZE_FIX)
-    settle_ms: int = setting(1500, minimum=0, fix="milliseconds for exposure and white balance to settle before they are locked")
+    # At most SETTLE_MAX_MS: the first frame, and READY=1, come after it, within the unit's TimeoutStartSec (120 s).
+    settle_ms: int = setting(1500, minimum=0, maximum=SETTLE_MAX_MS,
+                             fix=f"milliseconds for exposure and white balance to settle before they are locked; at most {SETTLE_MAX_MS}")
 
     def open_kind(self) -> Source:
         return Picamera2Source(self.width, self.height, self.settle_ms)
+
+    def frame_size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def camera_device(self) -> bool:
+        return True
+
+    def preflight(self, notes: list[str]) -> Frame | None:
+        super().preflight([])  # the module is there (the camera itself is not opened)
+        notes.append(f"source: camera not opened (a running daemon may hold it); {self.width}x{self.height} set, the ROI checked "
+                      "against that size; `inspectd doctor` lists the cameras")
+        return None
 
 
 class Picamera2Source:

@@ -27,6 +27,9 @@ class GpioTriggerConfig(TriggerConfig):
         if not self.line:
             raise ConfigError("is required for a gpio trigger", key="line", fix='name the part-present sensor\'s line, e.g. line = "GPIO22"')
 
+    def lines(self) -> dict[str, str]:
+        return {"line": self.line}
+
     def open(self, gpio: GpioBackend | None) -> Trigger:
         assert gpio is not None, "Config.check refuses a gpio trigger without [gpio]"
         line = gpio.input(self.line, active_low=self.active_low, bias=self.bias, consumer="inspectd-trigger", key="trigger.line")

@@ -29,5 +29,9 @@ class TriggerConfig(Section):
     needs_gpio: ClassVar[bool] = False  # its line comes from the [gpio] chip
     frames_on_demand: ClassVar[bool] = False  # frames only when a part comes (READY=1 cannot wait for one)
 
+    def lines(self) -> dict[str, str]:
+        """The GPIO lines it takes, by key (Config.gpio_lines): none unless it reads a sensor."""
+        return {}
+
     def open(self, gpio: GpioBackend | None) -> Trigger:
         raise NotImplementedError
