@@ -143,7 +143,7 @@ def in_namespace(scenario: str, **arguments) -> dict:
     """Runs ``scenario_<scenario>`` of this file in a private mount namespace; returns what it printed."""
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, __file__, scenario, json.dumps(arguments)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])))
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
