@@ -72,7 +72,7 @@ def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
              ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
              ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive(daemon_may_run)),
              ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift),
-             ("source", clean("source", "model.path", "model.device", "model.precision"), _first_frame_judged)]
+             ("source", clean("source", "model.path", "model.device", "model.precision", "decision"), _first_frame_judged)]
     for table, wanted, part in parts:
         if wanted:
             try:
