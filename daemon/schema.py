@@ -15,6 +15,7 @@ Every refusal is one ModelFolderError naming the file, the field and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -388,11 +389,16 @@ class ModelMetadata(Section):
         """inspectd.json, atomically: a reader sees the old file or the new one, never half of one."""
         path = Path(folder) / METADATA_FILE
         temporary = path.with_name(f".{METADATA_FILE}.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk or a read-only folder leaves nothing behind
+                os.unlink(temporary)
+            raise
 
 
 def _check_input_size(graph_input: GraphInput, preprocess: Preprocess) -> None:

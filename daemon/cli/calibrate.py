@@ -11,6 +11,8 @@ shown with 95% confidence intervals, and a request the sample cannot support is 
 ``--accept-estimate`` the normal-fit estimate is taken). Only ``inspectd.json`` changes, written
 atomically: the graph, the verification and the self-test stay valid (the threshold is
 metadata), and the folder is loaded again, self-test included, before the command succeeds.
+A run that fails changes nothing: with any image it could not score (each named in one line) it
+writes nothing (``--dry-run`` shows what the rest would give), nor when the write itself fails.
 With ``--min-defect-area`` it also suggests ``[decision] min_defect_area``: the largest area
 that keeps every caught defect, and what it does to false rejects.
 """
@@ -49,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.evaluation.thresholds import f1_optimal, for_false_reject_rate
     from inspectd.daemon.runtime.model import Model
 
-    if not 0 < args.max_false_reject_rate < 1:
-        raise InspectdError(f"--max-false-reject-rate {args.max_false_reject_rate}: must be a share between 0 and 1", fix="e.g. 0.01 for 1%")
+    if not 0 < args.max_false_reject_rate < 1 or 1.0 - args.max_false_reject_rate == 1.0:  # 1e-300: no fit can place it
+        raise InspectdError(f"--max-false-reject-rate {args.max_false_reject_rate}: must be a share between 0 and 1, at least 1e-16", fix="e.g. 0.01 for 1%")
     folder = Path(args.model_dir)
     model = Model.load(folder)
     applied = station_rule.station_rule(args, model)
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     # Chosen on what the rule compares with the threshold, so the rates are the station's (its area rule included).
     good = np.array([s.critical for s in scored if not s.sample.anomalous])
     defective = np.array([s.critical for s in scored if s.sample.anomalous])
+    if good.size == 0:
+        raise InspectdError(f"none of its good images could be scored ({len(errors)} refused, each named above): nothing was written",
+                            file=args.data_dir, fix="give it good images of the parts this model folder was trained on")
     if args.target == "f1":
         if defective.size == 0:
             raise InspectdError("holds no defect images: F1 needs both good and defective parts", file=args.data_dir,
@@ -85,17 +90,24 @@ def run(args: argparse.Namespace) -> int:
                             "would change nothing there, and nothing was written", file=applied.config, key="model.threshold",
                             fix=f"set model.threshold = {choice.value:.4f} there, or remove it and run calibrate again")
     if args.dry_run:
-        return 0
+        return 1 if errors else 0
+    if errors:  # a threshold chosen on the images that happened to be readable is not the one asked for
+        raise InspectdError(f"{len(errors)} of {len(scored) + len(errors)} images could not be scored (each named above): nothing was written",
+                            file=args.data_dir, fix="replace or remove those images and run calibrate again (--dry-run shows the rest)")
     meta = model.folder.metadata
     threshold = choice.record(note=f"set by inspectd calibrate on {args.data_dir}; was {meta.threshold.value:.6g} ({meta.threshold.source})")
-    dataclasses.replace(meta, threshold=threshold).write(folder)
+    try:
+        dataclasses.replace(meta, threshold=threshold).write(folder)
+    except OSError as exc:
+        raise InspectdError(f"cannot be written ({exc.strerror or exc}): nothing was changed", file=folder / schema.METADATA_FILE,
+                            fix="let this user write the model folder, on a disk with room") from None
     try:
         Model.load(folder)  # the self-test replays at the new threshold: a flip there undoes the change
     except InspectdError:
         meta.write(folder)
         raise
     print(f"wrote  {folder / schema.METADATA_FILE} (graph, verification and self-test unchanged)")
-    return 1 if errors else 0
+    return 0
 
 
 def _area_suggestion(model, scored, rule, threshold: float) -> str:

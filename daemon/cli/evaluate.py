@@ -16,6 +16,7 @@ import json
 import sys
 
 from inspectd.daemon.cli import station_rule
+from inspectd.daemon.files import output_folder
 
 
 def add_to(commands) -> None:
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.evaluation.measure import score_all, summarise, text
     from inspectd.daemon.runtime.model import Model
 
+    if args.report:
+        output_folder(args.report, key="--report")  # one line now, not after every image was scored
     samples = labelled_images(args.data_dir)
     model = Model.load(args.model_dir)
     if model.fallback:

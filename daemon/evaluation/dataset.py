@@ -35,10 +35,18 @@ def labelled_images(data: str | Path) -> list[Sample]:
     masks = data / "ground_truth"
     if not (images / GOOD).is_dir():
         raise InspectdError("has no good/ folder", file=images, fix="put images of good parts in good/ and each defect kind in a folder of its own")
-    kinds = [GOOD] + sorted(p.name for p in images.iterdir() if p.is_dir() and p.name != GOOD)
+    try:
+        kinds = [GOOD] + sorted(p.name for p in images.iterdir() if p.is_dir() and p.name != GOOD)
+    except OSError as exc:
+        raise InspectdError(f"cannot be listed ({exc.strerror or exc})", file=images, fix="check its permissions") from None
     samples = []
     for kind in kinds:
-        for path in list_images(images / kind):
+        try:
+            paths = list_images(images / kind)
+        except OSError as exc:
+            raise InspectdError(f"cannot be listed ({exc.strerror or exc})", file=images / kind,
+                                fix="check its permissions, or move the folder out of the data folder") from None
+        for path in paths:
             mask = masks / kind / f"{path.stem}_mask.png"
             samples.append(Sample(path, kind, mask if mask.is_file() else None))
     good = sum(not s.anomalous for s in samples)

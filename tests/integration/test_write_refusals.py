@@ -1,6 +1,8 @@
 """Issue 17, class 7, with permissions: files of mode 000 and folders that cannot be written, as the service's user
 meets them. Tests run as root here, which passes every permission check: the command runs in a child that gave up
-CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (what makes root pass), so modes apply to it as to any user."""
+CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (what makes root pass), so modes apply to it as to any user.
+Also evaluate on a defect folder of mode 000, and calibrate on a model folder it cannot write or whose write fails
+part-way (a file-size limit standing for a full disk): inspectd.json unchanged, no temporary file left."""
 
 from __future__ import annotations
 
@@ -75,3 +77,53 @@ def test_an_output_folder_this_user_cannot_write(tmp_path, part, command):
         locked.chmod(0o755)
     assert "Permission denied" in line and command.split()[1] in line, line
     assert list(locked.iterdir()) == []
+
+
+def labelled_set(tmp_path: Path) -> Path:
+    data = tmp_path / "labelled"
+    for kind, value, count in (("good", 100, 4), ("stain", 200, 2)):
+        (data / kind).mkdir(parents=True)
+        for number in range(count):
+            cv2.imwrite(str(data / kind / f"{number:03d}.png"), np.full((60, 80, 3), value + number, np.uint8))
+    return data
+
+
+def test_evaluate_with_a_defect_folder_of_mode_000(tmp_path):
+    """Issue 17: a traceback (PermissionError listing the folder)."""
+    data = labelled_set(tmp_path)
+    (data / "stain").chmod(0)
+    try:
+        line = one_line(run_as_a_user("evaluate", DEMO_MODEL, data, "--no-config"))
+    finally:
+        (data / "stain").chmod(0o755)
+    assert line.startswith(f"inspectd: {data / 'stain'}: cannot be listed (Permission denied)"), line
+
+
+def test_calibrate_on_a_model_folder_it_cannot_write_changes_nothing(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO_MODEL, folder)
+    before = (folder / "inspectd.json").read_bytes()
+    folder.chmod(0o555)
+    try:
+        line = one_line(run_as_a_user("calibrate", folder, labelled_set(tmp_path), "--no-config", "--accept-estimate"))
+    finally:
+        folder.chmod(0o755)
+    assert line.startswith(f"inspectd: {folder / 'inspectd.json'}: cannot be written (Permission denied)"), line
+    assert (folder / "inspectd.json").read_bytes() == before and sorted(os.listdir(folder)) == sorted(os.listdir(DEMO_MODEL))
+
+
+def test_calibrate_whose_write_fails_halfway_leaves_no_temporary_file(tmp_path):
+    """Issue 17: a full disk left an empty .inspectd.json.tmp. A file-size limit on the child (RLIMIT_FSIZE) fails the
+    write part-way as a full disk does (EFBIG for ENOSPC; Python ignores SIGXFSZ), without a disk to fill."""
+    import resource
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO_MODEL, folder)
+    before = (folder / "inspectd.json").read_bytes()
+    limit = len(before) // 2
+    done = subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", "calibrate", folder, labelled_set(tmp_path), "--no-config",
+                           "--accept-estimate"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    line = one_line(done)
+    assert line.startswith(f"inspectd: {folder / 'inspectd.json'}: cannot be written (File too large)"), line
+    assert (folder / "inspectd.json").read_bytes() == before and sorted(os.listdir(folder)) == sorted(os.listdir(DEMO_MODEL))
