@@ -16,6 +16,7 @@ import json
 import sys
 
 from inspectd.daemon.cli import station_rule
+from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.files import output_folder
 
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     scored, errors = score_all(model, samples, applied.rule, _progress)
     for error in errors:
         print(f"inspectd: {error}", file=sys.stderr)
+    if errors and not scored:
+        raise InspectdError(f"none of its {len(errors)} images could be scored (each named above): nothing to measure", file=args.data_dir,
+                            fix="give it images of the parts this model folder was trained on")
     summary = summarise(scored, applied.rule)
     summary.update(precision=model.precision, errors=len(errors), model=str(args.model_dir), data=str(args.data_dir))
     lines = text(summary, args.model_dir, args.data_dir)
