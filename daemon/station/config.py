@@ -39,6 +39,8 @@ from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, threshold.value)"
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
+OWN_FOLDERS = {"archive.path": "give the archive a folder of its own, e.g. /var/lib/inspectd/rejects",
+               "live.path": 'give the live tap a folder of its own: "" (/run/inspectd/live under the unit)'}
 MAX_CONFIG_BYTES = 1024 * 1024  # systemd/inspectd.toml with every key is 4 KB; a FIFO or /dev/zero is never read
 
 __all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "LiveConfig", "ModelConfig",
@@ -137,9 +139,18 @@ class Config(Section):
         return self.source.roi_errors()
 
     def archive_is_its_own(self) -> list[ConfigError]:
-        """The archive deletes its oldest files to keep within its quota: its folder must not be, hold or lie inside
-        anything the station reads (the model folder, the configuration file, a source's folder or file)."""
-        if not self.archive.enabled or not self.archive.path:
+        """The archive deletes its oldest files to keep within its quota, the live tap its older frames: each folder
+        must not be, hold or lie inside anything the station reads (the model folder, the configuration file, a
+        source's folder or file), nor the other's."""
+        errors = self._folder_is_its_own("archive.path", self.archive.path if self.archive.enabled else "",
+                                         "the archive deletes its oldest files to keep within archive.max_mb")
+        live = self.live.path if self.live.enabled and self.live.rate_hz else ""
+        errors += self._folder_is_its_own("live.path", live, "the live tap writes and deletes its frames there",
+                                          [("archive.path", "the archive folder", self.archive.path if self.archive.enabled else "")])
+        return errors
+
+    def _folder_is_its_own(self, key: str, folder: str, why: str, others: list[tuple[str, str, str]] | None = None) -> list[ConfigError]:
+        if not folder:
             return []
         read = [("model.path", "the model folder", self.model.path)]
         if self.file:
@@ -151,12 +162,11 @@ class Config(Section):
         if isinstance(device, str) and device and "://" not in device and not device.isdigit():
             read.append(("source.device", "the source file", device))
         errors = []
-        for key, what, path in read:
-            relation = overlap(Path(self.archive.path), Path(path)) if path.strip() else ""
+        for name, what, path in read + (others or []):
+            relation = overlap(Path(folder), Path(path)) if path.strip() else ""
             if relation:
-                errors.append(ConfigError(f"'{self.archive.path}' {relation} {what} {key + ' ' if key else ''}'{path}': the archive "
-                                          "deletes its oldest files to keep within archive.max_mb", key="archive.path",
-                                          fix="give the archive a folder of its own, e.g. /var/lib/inspectd/rejects"))
+                errors.append(ConfigError(f"'{folder}' {relation} {what} {name + ' ' if name else ''}'{path}': {why}", key=key,
+                                          fix=OWN_FOLDERS[key]))
         return errors
 
     def rule(self, folder_threshold: float) -> Rule:

@@ -240,3 +240,52 @@ def test_a_watched_folders_sub_folder_replaced_by_a_symlink_is_never_moved_into(
     assert list(victim.iterdir()) == [], "nothing moved through the link"
     kept = watched / "inspected" / name if sub == "skipped" else watched / name  # not skipped: inspected, and moved there
     assert kept.exists() and any("symlink" in note for note in notes), notes
+
+
+# ---------------------------------------------------------------- the live tap's folder
+
+
+@pytest.mark.parametrize("target", ["model", "config", "once", "watch", "archive"])
+@pytest.mark.parametrize("relation", ["is", "inside", "parent", "link to it", "sibling"])
+def test_a_live_tap_folder_overlapping_what_the_station_reads_or_archives_is_refused(tmp_path, target, relation):
+    """The live tap deletes its older frames and, at stop, every file of its names: never in a folder of anything else's."""
+    model, parts, archive, config = tmp_path / "state/model", tmp_path / "state/parts", tmp_path / "state/rejects", tmp_path / "etc/inspectd.toml"
+    for folder in (model, parts, archive, config.parent):
+        folder.mkdir(parents=True)
+    thing = {"model": model, "config": config, "archive": archive}.get(target, parts)
+    live = {"is": thing, "inside": thing / "live", "parent": thing.parent, "sibling": thing.parent / f"{thing.name}-live",
+            "link to it": tmp_path / "to-it"}[relation]
+    if relation == "link to it":
+        live.symlink_to(thing)
+    mode = "watch" if target == "watch" else "once"
+    config.write_text(f'[model]\npath = "{model}"\n[source]\nkind = "directory"\npath = "{parts}"\nmode = "{mode}"\n'
+                      f'[archive]\nenabled = true\npath = "{archive}"\n[live]\npath = "{live}"\n')
+    errors = [error for error in read(config)[1] if error.key == "live.path"]
+    if relation == "sibling":
+        assert errors == [], errors
+        return
+    assert len(errors) == 1, errors  # one line for the key (state/ holds the model, parts and archive folders: the first said)
+    line = str(errors[0])
+    assert line.startswith(f"{config}: key live.path: '{live}' ") and "live tap a folder of its own" in line, line
+
+
+def test_the_live_tap_deletes_only_its_own_names_and_never_writes_through_a_link(tmp_path):
+    """Its folder shared anyway (outside the configuration's reach, e.g. a path made a link later): others' files stay."""
+    import numpy as np
+
+    from inspectd.daemon.station.outputs.live import LiveConfig, LiveTap, Shown
+
+    folder = tmp_path / "live"
+    folder.mkdir()
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"not the tap's")
+    others = {"part.jpg": b"a part", "notes.png": b"notes", "backup.tmp": b"x", "00000001.jpeg": b"y", "live.json.bak": b"z"}
+    for name, data in others.items():
+        (folder / name).write_bytes(data)
+    (folder / ".00000001.jpg.tmp").symlink_to(victim)  # where the tap writes its first frame before renaming it
+    tap = LiveTap(LiveConfig(path=str(folder), rate_hz=2.0))
+    for _ in range(5):
+        tap.write(Shown(np.zeros((40, 60, 3), np.uint8), 1.0))
+    tap.close()
+    assert victim.read_bytes() == b"not the tap's"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == others
