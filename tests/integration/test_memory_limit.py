@@ -268,3 +268,19 @@ def test_a_self_test_declaring_a_huge_array_is_refused_before_it_is_allocated(tm
 
 if __name__ == "__main__":  # the limited child process
     child(sys.argv[1])
+
+
+@pytest.mark.parametrize("bomb", ["gif-named.png", "png.png", "pgm.png", "sunraster.png"])
+def test_a_ground_truth_mask_that_is_a_bomb_is_refused_from_its_header(tmp_path, bomb):
+    """evaluate reads the masks too (it read them with cv2.imread, unbounded: the 37-byte GIF took 1 GB)."""
+    data = tmp_path / "data"
+    for kind, value in (("test/good", 100), ("test/stain", 200)):
+        (data / kind).mkdir(parents=True)
+        cv2.imwrite(str(data / kind / "000.png"), np.full((60, 80, 3), value, np.uint8))
+    (data / "ground_truth/stain").mkdir(parents=True)
+    (data / "ground_truth/stain/000_mask.png").write_bytes(bombs()[bomb])
+    done = cli_limited("evaluate", DEMO_MODEL, data, "--no-config")
+    lines = [line for line in done.stderr.splitlines() if line.startswith("inspectd: ") and "failed its self-test" not in line]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith(f"inspectd: {data / 'ground_truth/stain/000_mask.png'}: ") and any(
+        refusal in lines[0] for refusal in HEADER_REFUSALS), lines[0]
