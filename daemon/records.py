@@ -18,7 +18,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta, UTC
 
 
 class RecordKind(enum.StrEnum):
@@ -60,6 +60,105 @@ class RecordError(ValueError):
     """A journal record that does not have the shape its kind promises (a field missing, not a number, not finite)."""
 
 
+def entry_text(entry: Mapping[str, object], name: str, required: bool = True) -> str | None:
+    """A field as text, however the reader handed it back (systemd-python converts some fields: bytes, UUIDs, ints)."""
+    value = entry.get(name)
+    if value is None or value == "":
+        if required:
+            raise RecordError(f"has no {name}")
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def entry_number(entry: Mapping[str, object], name: str, kind: type = float, required: bool = True):
+    """A field as a finite number (``kind``), None when absent and not ``required``."""
+    value = entry_text(entry, name, required)
+    if value is None:
+        return None
+    try:
+        converted = kind(value)
+    except ValueError:
+        raise RecordError(f"{name} is {value!r}, not a number") from None
+    if not math.isfinite(converted):
+        raise RecordError(f"{name} is {value}, not a finite number")
+    return converted
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where and when journald says a record was written: fields it adds itself, which the writer cannot forget or forge."""
+
+    time: datetime | None = None  # when journald received it (__REALTIME_TIMESTAMP)
+    boot: str | None = None  # the boot it was written in (_BOOT_ID)
+    pid: int | None = None  # the station's process (_PID): frame numbers start again at 1 in each
+    host: str | None = None  # the machine's host name (_HOSTNAME): the station, in a fleet's collected journals
+    monotonic_us: int | None = None  # microseconds since that boot (__MONOTONIC_TIMESTAMP): the record's place in its boot
+
+    @classmethod
+    def of(cls, entry: Mapping[str, object]) -> Origin:
+        stamp = entry.get("__REALTIME_TIMESTAMP")
+        if isinstance(stamp, (str, int)) and str(stamp).isdigit():  # journalctl -o json gives microseconds as text
+            stamp = datetime.fromtimestamp(int(stamp) / 1e6, UTC)
+        boot = entry_text(entry, "_BOOT_ID", False)
+        pid = entry_text(entry, "_PID", False)
+        monotonic = entry.get("__MONOTONIC_TIMESTAMP")
+        if isinstance(monotonic, tuple):  # systemd-python: (timedelta, boot id)
+            monotonic = monotonic[0]
+        if isinstance(monotonic, timedelta):
+            monotonic = monotonic // timedelta(microseconds=1)
+        return cls(time=stamp if isinstance(stamp, datetime) else None, boot=None if boot is None else boot.replace("-", ""),
+                   pid=int(pid) if pid is not None and pid.isdigit() else None, host=entry_text(entry, "_HOSTNAME", False),
+                   monotonic_us=int(monotonic) if monotonic is not None and str(monotonic).isdigit() else None)
+
+    def to_json(self) -> dict[str, object]:
+        return {"time": self.time.isoformat() if self.time else None, "boot": self.boot, "pid": self.pid, "host": self.host}
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Any record but a verdict (start, stop, reload, fault, summary, precision, drift, drift-over), read back: its kind,
+    its message and its INSPECTD_* fields by their lower-case names (``fault``, ``error``, ``drift_sigma``, ...).
+
+        >>> record = EventRecord.from_entry({"MESSAGE_ID": MESSAGE_IDS[RecordKind.FAULT], "MESSAGE": "camera gone",
+        ...                                  "INSPECTD_FAULT": "source", "INSPECTD_ERROR": "SourceFault"})
+        >>> record.kind, record.fields["fault"]
+        (<RecordKind.FAULT: 'fault'>, 'source')
+    """
+
+    kind: RecordKind
+    message: str
+    fields: dict[str, str]
+    origin: Origin = Origin()
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, object], origin: Origin | None = None) -> EventRecord:
+        kind = kind_of(entry)
+        if kind is None or kind is RecordKind.VERDICT:
+            raise RecordError(f"MESSAGE_ID {entry.get('MESSAGE_ID')!r} is not an event record's")
+        fields = {name.removeprefix("INSPECTD_").lower(): entry_text(entry, name) or "" for name in entry if name.startswith("INSPECTD_")}
+        return cls(kind=kind, message=entry_text(entry, "MESSAGE", False) or "", fields=fields, origin=origin or Origin.of(entry))
+
+    def to_json(self) -> dict[str, object]:
+        """Its fields as JSON values: the counts and figures as numbers, the rest as text."""
+        values = {name: _number(value) if name in NUMERIC_FIELDS else value for name, value in self.fields.items()}
+        return {"kind": str(self.kind), "message": self.message, **values, **self.origin.to_json()}
+
+
+NUMERIC_FIELDS = {"frame", "frames", "rejects", "fps", "drift_sigma", "drift_window", "drift_limit", "window_mean", "normal_mean",
+                  "normal_std"}
+
+
+def _number(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            return text
+        return value if math.isfinite(value) else text
+
+
 @dataclass(frozen=True)
 class VerdictRecord:
     frame: int  # the frame's number since the station started (INSPECTD_FRAME)
@@ -74,6 +173,8 @@ class VerdictRecord:
     defect_area: int | None = None  # pixels above the pixel threshold, with a minimum defect area (INSPECTD_DEFECT_AREA)
     time: datetime | None = None  # when journald received it: read back only (__REALTIME_TIMESTAMP)
     boot: str | None = None  # the boot it was written in: read back only (_BOOT_ID)
+    pid: int | None = None  # the station's process: read back only (_PID); frame numbers start again in each
+    host: str | None = None  # the machine that wrote it: read back only (_HOSTNAME), the station in a fleet's journals
 
     @property
     def rejected(self) -> bool:
@@ -93,38 +194,18 @@ class VerdictRecord:
         return written | {name: str(value) for name, value in optional.items() if value is not None}
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, object]) -> VerdictRecord:
+    def from_entry(cls, entry: Mapping[str, object], origin: Origin | None = None) -> VerdictRecord:
         """A verdict record read back (systemd-python's reader gives some fields converted, others as text)."""
-        def text(name: str, required: bool = True) -> str | None:
-            value = entry.get(name)
-            if value is None or value == "":
-                if required:
-                    raise RecordError(f"has no {name}")
-                return None
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-        def number(name: str, kind: type = float, required: bool = True):
-            value = text(name, required)
-            if value is None:
-                return None
-            try:
-                converted = kind(value)
-            except ValueError:
-                raise RecordError(f"{name} is {value!r}, not a number") from None
-            if not math.isfinite(converted):
-                raise RecordError(f"{name} is {value}, not a finite number")
-            return converted
-
-        verdict = text("INSPECTD_VERDICT")
+        verdict = entry_text(entry, "INSPECTD_VERDICT")
         if verdict not in ("PASS", "REJECT"):
             raise RecordError(f"INSPECTD_VERDICT is {verdict!r}")
-        stamp = entry.get("__REALTIME_TIMESTAMP")
-        boot = entry.get("_BOOT_ID")
-        return cls(frame=number("INSPECTD_FRAME", int), verdict=verdict, score=number("INSPECTD_SCORE"),
-                   threshold=number("INSPECTD_THRESHOLD"), latency_ms=number("INSPECTD_LATENCY_MS"), model=text("INSPECTD_MODEL"),
-                   source=text("INSPECTD_SOURCE"), precision=text("INSPECTD_PRECISION", False), image=text("INSPECTD_IMAGE", False),
-                   defect_area=number("INSPECTD_DEFECT_AREA", int, False), time=stamp if isinstance(stamp, datetime) else None,
-                   boot=None if boot is None else str(boot).replace("-", ""))
+        origin = origin or Origin.of(entry)
+        return cls(frame=entry_number(entry, "INSPECTD_FRAME", int), verdict=verdict, score=entry_number(entry, "INSPECTD_SCORE"),
+                   threshold=entry_number(entry, "INSPECTD_THRESHOLD"), latency_ms=entry_number(entry, "INSPECTD_LATENCY_MS"),
+                   model=entry_text(entry, "INSPECTD_MODEL"), source=entry_text(entry, "INSPECTD_SOURCE"),
+                   precision=entry_text(entry, "INSPECTD_PRECISION", False), image=entry_text(entry, "INSPECTD_IMAGE", False),
+                   defect_area=entry_number(entry, "INSPECTD_DEFECT_AREA", int, False), time=origin.time, boot=origin.boot,
+                   pid=origin.pid, host=origin.host)
 
     def to_json(self) -> dict[str, object]:
         """The record as JSON-able values (time as ISO 8601)."""

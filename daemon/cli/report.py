@@ -3,12 +3,17 @@
     inspectd report --since -8h                       # the last eight hours
     inspectd report --since "2026-11-29 06:00" --until "2026-11-29 14:00" --plot shift.png
     inspectd report --directory /var/log/journal/... --json    # a journal copied from a station
+    inspectd report --directory /var/log/journal/remote        # a fleet's journals, collected by systemd-journal-remote
 
 Per hour (``--every`` for other periods): frames, rejects and the reject rate, the PASS scores' mean and its shift from the
 model folder's normal scores (in standard deviations of the good calibration images: a camera
 moved or a light changed shows here before it turns into false rejects); over the period:
 faults by kind, drift alarms, latency percentiles. ``--plot`` draws reject rate and score shift
 per hour (OpenCV, no plotting library on the station).
+
+Records from more than one station (a collector's folder) add each station's figures and the fleet's total. The
+station is the host that wrote the record: journald stamps _HOSTNAME on every record itself, and journal-upload and
+journal-remote carry it along (README, "A fleet's journals in one place").
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ def read_records(directory: str | None, since: datetime | None, until: datetime 
             break
         if since is not None and stamp < since:
             continue
-        records.append({key: value for key, value in entry.items() if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME", "_BOOT_ID"))})
+        records.append({key: value for key, value in entry.items()
+                        if key.startswith(("INSPECTD_", "MESSAGE", "PRIORITY", "__REALTIME", "_BOOT_ID", "_HOSTNAME"))})
     return records
 
 
@@ -139,6 +145,27 @@ def summarise(records: list[dict], normal, every_s: int = 3600) -> dict:
         "latency_ms": None if not latencies else {q: float(np.percentile(latencies, p)) for q, p in
                                                    (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
     }
+
+
+def by_station(records: list[dict], normal, every_s: int) -> dict[str, dict]:
+    """Each station's summary (the host that wrote its records), by name; {} when the records are one station's."""
+    hosts: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        hosts[str(record.get("_HOSTNAME", "?"))].append(record)
+    if len(hosts) < 2:
+        return {}
+    return {host: summarise(found, normal, every_s) for host, found in sorted(hosts.items())}
+
+
+def station_lines(stations: dict[str, dict], fleet: dict) -> list[str]:
+    width = max(len("fleet total"), *(len(name) for name in stations))
+    lines = [f"{'station':{width}} {'frames':>7} {'rejects':>8} {'rate':>7}  {'faults':>6}  {'latency p50/p99 ms':>18}"]
+    for name, summary in [*stations.items(), ("fleet total", fleet)]:
+        rate = f"{summary['rejects'] / summary['frames']:.2%}" if summary["frames"] else "-"
+        latency = summary["latency_ms"]
+        shown = f"{latency['p50']:.1f} / {latency['p99']:.1f}" if latency else "-"
+        lines.append(f"{name:{width}} {summary['frames']:>7} {summary['rejects']:>8} {rate:>7}  {sum(summary['faults'].values()):>6}  {shown:>18}")
+    return lines
 
 
 def fault_kind(record: dict) -> str:
@@ -213,24 +240,31 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now().astimezone()  # aware, as the journal's timestamps are
     since, until = when(args.since, now), when(args.until, now)
     normal = _normal_scores(args.model)
-    summary = summarise(read_records(args.directory, since, until), normal, period_seconds(args.every))
+    records, every_s = read_records(args.directory, since, until), period_seconds(args.every)
+    summary = summarise(records, normal, every_s)
+    stations = by_station(records, normal, every_s)
+    if stations:
+        summary["stations"] = stations
     if args.plot:
         plot(summary, Path(args.plot))
         summary["plot"] = args.plot
-    print(json.dumps(summary, default=str) if args.json else "\n".join(text(summary, since, until or now if since else None)))
+    lines = text(summary, since, until or now if since else None)
+    if stations:
+        lines[1:1] = [f"{len(stations)} stations (the hosts that wrote the records):", *station_lines(stations, summary), ""]
+    print(json.dumps(summary, default=str) if args.json else "\n".join(lines))
     return 0
 
 
 def _normal_scores(model_dir: str | None):
     from inspectd.daemon.schema import read_model_folder
 
-    if model_dir is None:
-        try:
-            from inspectd.daemon.station.config import load
+    if model_dir is not None:
+        return read_model_folder(model_dir, check_hashes=False).metadata.normal_scores
+    try:  # the installed configuration's folder, when there is one: a collector of a fleet's journals has none
+        from inspectd.daemon.station.config import load
 
-            model_dir = load(DEFAULT_PATH).model.path if DEFAULT_PATH.is_file() else None
-        except InspectdError:
-            model_dir = None
-    if model_dir is None:
+        if not DEFAULT_PATH.is_file():
+            return None
+        return read_model_folder(load(DEFAULT_PATH).model.path, check_hashes=False).metadata.normal_scores
+    except InspectdError:
         return None
-    return read_model_folder(model_dir, check_hashes=False).metadata.normal_scores

@@ -26,6 +26,15 @@ class Sample:
         return self.kind != GOOD
 
 
+def _listed(folder: Path, lister=lambda folder: list(folder.iterdir())) -> list[Path]:
+    """The folder's entries (or its images); one line naming it when it cannot be listed."""
+    try:
+        return lister(folder)
+    except OSError as exc:
+        raise InspectdError(f"cannot be read ({exc.strerror or exc})", file=folder,
+                            fix="give the user running inspectd read and execute permission on it (chmod u+rx), or move it out") from None
+
+
 def labelled_images(data: str | Path) -> list[Sample]:
     """Every labelled image under ``data``, good ones first, then each defect kind by name."""
     data = Path(data)
@@ -35,18 +44,9 @@ def labelled_images(data: str | Path) -> list[Sample]:
     masks = data / "ground_truth"
     if not (images / GOOD).is_dir():
         raise InspectdError("has no good/ folder", file=images, fix="put images of good parts in good/ and each defect kind in a folder of its own")
-    try:
-        kinds = [GOOD] + sorted(p.name for p in images.iterdir() if p.is_dir() and p.name != GOOD)
-    except OSError as exc:
-        raise InspectdError(f"cannot be listed ({exc.strerror or exc})", file=images, fix="check its permissions") from None
     samples = []
-    for kind in kinds:
-        try:
-            paths = list_images(images / kind)
-        except OSError as exc:
-            raise InspectdError(f"cannot be listed ({exc.strerror or exc})", file=images / kind,
-                                fix="check its permissions, or move the folder out of the data folder") from None
-        for path in paths:
+    for kind in [GOOD] + sorted(p.name for p in _listed(images) if p.is_dir() and p.name != GOOD):
+        for path in _listed(images / kind, list_images):
             mask = masks / kind / f"{path.stem}_mask.png"
             samples.append(Sample(path, kind, mask if mask.is_file() else None))
     good = sum(not s.anomalous for s in samples)

@@ -80,17 +80,49 @@ def model_mask(sample: Sample, frame_size: tuple[int, int], model: Model) -> np.
     return mask > 127
 
 
-def summarise(scored: list[Scored], rule: Rule) -> dict:
-    """Every figure `inspectd evaluate` prints, as one JSON-able dict (None where a figure is undefined)."""
+def summarise(scored: list[Scored], rule: Rule, roles: list[str] | None = None) -> dict:
+    """Every figure `inspectd evaluate` prints, as one JSON-able dict (None where a figure is undefined).
+
+    ``roles`` is each image's part in the model folder (``evaluation.roles.role_of``): the figures are measured on the
+    images that played neither (or whose part is not recorded); where there are none of a kind (good or defective),
+    on all of that kind, and the figure is listed in ``in_sample``."""
+    from inspectd.daemon.evaluation.roles import NEITHER, UNKNOWN
+
+    roles = roles or [UNKNOWN] * len(scored)
+    held = np.array([role in (NEITHER, UNKNOWN) for role in roles], dtype=bool)
+    labels = np.array([s.sample.anomalous for s in scored], dtype=bool)
+    in_sample = []
+    used = np.zeros(len(scored), dtype=bool)
+    for kind, name in ((False, "false_reject_rate"), (True, "catch_rate")):
+        of_kind = labels == kind
+        if (of_kind & held).any():
+            used |= of_kind & held
+        elif of_kind.any():
+            used |= of_kind
+            in_sample.append(name)
+    summary = _figures([s for s, keep in zip(scored, used) if keep], rule)
+    summary.update(
+        images=len(scored), good=int((~labels).sum()), defective=int(labels.sum()),
+        measured_on={"images": int(used.sum()), "good": int((used & ~labels).sum()), "defective": int((used & labels).sum())},
+        roles={role: roles.count(role) for role in ("fit", "threshold", "chose", NEITHER, UNKNOWN)},
+        in_sample=in_sample,
+        latency_ms={"median": float(np.median(latencies)), "p95": float(np.percentile(latencies, 95))}
+        if (latencies := np.array([s.latency_ms for s in scored])).size else None,
+        verdicts=[{"image": str(s.sample.path), "kind": s.sample.kind, "verdict": str(s.decided.verdict), "score": s.score,
+                   "defect_area": s.decided.defect_area, "role": role} for s, role in zip(scored, roles)],
+    )
+    return summary
+
+
+def _figures(scored: list[Scored], rule: Rule) -> dict:
+    """The image and pixel metrics and the rule's rates over ``scored``."""
     scores = np.array([s.score for s in scored])
     labels = np.array([s.sample.anomalous for s in scored], dtype=bool)
     rejected = np.array([s.decided.verdict is Verdict.REJECT for s in scored], dtype=bool)
     good, defective = int((~labels).sum()), int(labels.sum())
     pixel = [s for s in scored if s.model_map is not None]
     kinds = sorted({s.sample.kind for s in scored if s.sample.anomalous})
-    latencies = np.array([s.latency_ms for s in scored])
     summary = {
-        "images": len(scored), "good": good, "defective": defective,
         "image_auroc": finite(auroc(scores, labels)) if good and defective else None,
         "pixel_auroc": finite(auroc(np.stack([s.model_map for s in pixel]), np.stack([s.model_mask for s in pixel]))) if pixel else None,
         "aupro": finite(aupro([s.model_map for s in pixel], [s.model_mask for s in pixel])) if pixel else None,
@@ -99,9 +131,6 @@ def summarise(scored: list[Scored], rule: Rule) -> dict:
         "rule": rule.describe(),
         "rates_per_part": rule.per_frame,
         "confusion": None, "f1": None, "false_reject_rate": None, "catch_rate": None, "per_defect": {},
-        "latency_ms": {"median": float(np.median(latencies)), "p95": float(np.percentile(latencies, 95))} if scored else None,
-        "verdicts": [{"image": str(s.sample.path), "kind": s.sample.kind, "verdict": str(s.decided.verdict), "score": s.score,
-                      "defect_area": s.decided.defect_area} for s in scored],
     }
     if rule.per_frame:  # with confirmation a verdict spans several frames: a rate per image is no part's rate
         counts = confusion(rejected, labels)
@@ -110,6 +139,19 @@ def summarise(scored: list[Scored], rule: Rule) -> dict:
                        per_defect={kind: _rate(Rate(int(rejected[[s.sample.kind == kind for s in scored]].sum()),
                                                     sum(s.sample.kind == kind for s in scored))) for kind in kinds})
     return summary
+
+
+def json_safe(value):
+    """``value`` with every non-finite float as None: ``evaluate --json`` is always valid JSON."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def finite(value: float) -> float | None:
@@ -123,14 +165,30 @@ def _rate(rate: Rate) -> dict | None:
     return {"count": rate.count, "of": rate.total, "rate": rate.value, "ci95": [low, high], "text": str(rate)}
 
 
+_IN_SAMPLE = {"false_reject_rate": "every good image here fitted the model or set its threshold",
+              "catch_rate": "every defective image here set the threshold or chose the model"}
+
+
+def describe_roles(counts: dict) -> str:
+    from inspectd.daemon.evaluation.roles import describe
+
+    return describe([role for role, count in counts.items() for _ in range(count)])
+
+
 def text(summary: dict, model_dir: str, data_dir: str) -> list[str]:
     """The summary as a person reads it."""
     number = lambda value: "n/a" if value is None else f"{value:.4f}"  # noqa: E731
     rate = lambda value: "n/a (no such images)" if value is None else value["text"]  # noqa: E731
     counts = summary["confusion"]
+    measured = summary["measured_on"]
+    in_sample = summary["in_sample"]
+    mark = lambda name: f" (in-sample: {_IN_SAMPLE[name]})" if name in in_sample else ""  # noqa: E731
     lines = [
         f"model {model_dir} on {data_dir}: {summary['images']} images ({summary['good']} good, {summary['defective']} defective)",
-        f"image AUROC        {number(summary['image_auroc'])}",
+        f"roles              {describe_roles(summary['roles'])}",
+        f"measured on        {measured['images']} images ({measured['good']} good, {measured['defective']} defective)"
+        + ("" if measured["images"] == summary["images"] else ": the others played a part in the model; their figures would flatter it"),
+        f"image AUROC        {number(summary['image_auroc'])}{' (in-sample)' if in_sample else ''}",
         f"pixel AUROC        {number(summary['pixel_auroc'])}" + (f" ({summary['pixel_images']} images with masks or good)" if summary["pixel_images"] else " (no masks)"),
         f"PRO (AUPRO@0.3)    {number(summary['aupro'])}",
         f"decides            {summary['rule']}",
@@ -140,8 +198,8 @@ def text(summary: dict, model_dir: str, data_dir: str) -> list[str]:
                      "how many frames each part gives; the verdicts are in --json, judged in this order")
     else:
         lines += [
-            f"false rejects      {rate(summary['false_reject_rate'])} of good parts",
-            f"caught             {rate(summary['catch_rate'])} of defective parts",
+            f"false rejects      {rate(summary['false_reject_rate'])} of good parts{mark('false_reject_rate')}",
+            f"caught             {rate(summary['catch_rate'])} of defective parts{mark('catch_rate')}",
             *(f"  {kind:16} {rate(value)}" for kind, value in summary["per_defect"].items()),
             f"F1                 {number(summary['f1'])}",
             f"confusion          {counts['true_reject']} caught, {counts['false_accept']} missed, {counts['false_reject']} good rejected, "

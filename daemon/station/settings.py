@@ -170,7 +170,8 @@ def parse(cls: type, table: object, *, file: str | PathLike, where: str = "", ki
 
 def collect(cls: type, table: object, *, file: str | PathLike, where: str = "", kinds: Any = None) -> tuple[Any, list[ConfigError]]:
     """A ``cls`` section and every problem of its table. A bad key is set aside and keeps its default, so the section
-    is built from what is valid and the rules across keys (``check``) still run; None when ``table`` is not a table."""
+    is built from what is valid and the rules across keys (``check``) still run (a key they refuse is set aside as well);
+    None when ``table`` is not a table."""
     if not isinstance(table, dict):
         return None, [ConfigError(f"must be a table, got {table!r}", file=file, key=where or None,
                                   fix=f"write it as [{where}] with its keys below")]
@@ -194,9 +195,12 @@ def collect(cls: type, table: object, *, file: str | PathLike, where: str = "", 
         errors += found
         if converted is not None and not (found and not is_dataclass(converted)):
             values[key] = converted  # a nested section keeps its valid keys even when others were set aside
-    section = unchecked(cls, values)
-    errors += [located(error, file, where) for error in checked(section)]
-    return section, distinct(errors)
+    errors += [located(error, file, where) for error in checked(unchecked(cls, values))]
+    # A key of this table the rules across keys refuse is set aside too: what reads the section never meets it
+    # (a refusal naming a key deeper down or none is left to the readers that know, as preflight's clean() does).
+    while refused := {error.key for error in checked(unchecked(cls, values))} & values.keys():
+        values = {key: value for key, value in values.items() if key not in refused}
+    return unchecked(cls, values), distinct(errors)
 
 
 def unchecked(cls: type, values: dict[str, Any]) -> Any:

@@ -112,6 +112,8 @@ install -D -m 0644 "$repo/systemd/inspectd-setup.service" "$root/lib/systemd/sys
 install -D -m 0644 "$repo/systemd/web.toml" "$root/etc/inspectd/web.toml"
 install -D -m 0644 "$repo/systemd/inspectd.catalog" "$root/usr/lib/systemd/catalog/inspectd.catalog"
 install -D -m 0644 "$repo/systemd/inspectd.toml" "$root/etc/inspectd/inspectd.toml"
+install -D -m 0644 "$repo/systemd/inspectd-publish.service" "$root/lib/systemd/system/inspectd-publish.service"
+install -D -m 0644 "$repo/systemd/publish.toml" "$root/etc/inspectd/publish.toml"
 install -D -m 0644 "$here/inspectd.sysusers" "$root/usr/lib/sysusers.d/inspectd.conf"
 install -D -m 0644 "$here/inspectd.tmpfiles" "$root/usr/lib/tmpfiles.d/inspectd.conf"
 install -D -m 0644 "$repo/README.md" "$root/usr/share/doc/inspectd/README.md"
@@ -123,7 +125,7 @@ install -d "$root/DEBIAN"
 sed -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" \
     -e "s|@MAINTAINER@|${INSPECTD_MAINTAINER:-inspectd maintainers <inspectd@localhost>}|" \
     -e "s|@INSTALLED_SIZE@|$(du -sk --apparent-size "$root" | cut -f1)|" "$here/control" >"$root/DEBIAN/control"
-printf '%s\n' /etc/inspectd/inspectd.toml /etc/inspectd/web.toml >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/inspectd/inspectd.toml /etc/inspectd/web.toml /etc/inspectd/publish.toml >"$root/DEBIAN/conffiles"
 for script in postinst prerm postrm; do install -m 0755 "$here/$script" "$root/DEBIAN/$script"; done
 
 deb=$out/inspectd_${version}_${arch}.deb

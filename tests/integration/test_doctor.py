@@ -27,9 +27,15 @@ def test_this_machine_and_the_demo_model(tmp_path):
     checks = lines_of(result.stdout)
     assert any(line.startswith("PASS  platform: 64-bit") for line in checks)
     assert any(line.startswith("PASS  openvino: ") and "natively" in line for line in checks)
+    # A precision this CPU really executes may fail (bf16 on AVX-512 BF16); it is said, and auto takes one that passed.
+    passed = set()
     for precision in ("bf16", "f16", "f32"):
-        assert any(f"self-test at {precision}" in line and line.startswith("PASS") for line in checks), precision
-    assert any("'auto' runs this folder at f32" in line for line in checks)
+        line = next(line for line in checks if f"self-test at {precision}:" in line)
+        assert line.startswith("PASS") or (line.startswith("WARN") and "falls back to a precision that passes" in line), line
+        passed |= {precision} if line.startswith("PASS") else set()
+    assert "f32" in passed
+    auto = re.search(r"'auto' runs this folder at (\w+)", result.stdout)
+    assert auto and auto[1] in passed, result.stdout
     assert not any(line.startswith("FAIL") for line in checks)
 
 

@@ -154,9 +154,10 @@ def test_nan_threshold_needs_calibration(cookie, tmp_path):
     result = run_cli("export", checkpoint, "--out", tmp_path / "frr", "--calibration", normal_only)
     assert result.returncode == 0, result.stderr
     meta = written(tmp_path / "frr")
-    # 14 good images cannot show a 1% false-reject rate: a normal fit, above every good score, and a warning
+    # 14 good images cannot bound a 1% false-reject rate without an assumption: a Gumbel fit, and a warning saying so
     assert meta.threshold.source == "calibration-frr" and meta.threshold.target_false_reject_rate == 0.01
-    assert meta.threshold.method == "normal-fit" and "cannot show a false-reject rate below 7.1%" in result.stderr
+    assert meta.threshold.method == "gumbel-fit" and "14 good images are too few for a distribution-free bound" in result.stderr
+    assert meta.threshold.confidence == 0.9 and meta.threshold.false_reject_bounds[1] == pytest.approx(0.01, abs=1e-4)
     normal = meta.normal_scores
     assert normal.count == 14 and normal.max < meta.threshold.value
     assert meta.calibration_image_auroc is None  # no defect images to measure it on
@@ -247,7 +248,7 @@ def test_train_rejects_empty_folder(tmp_path):
 
 
 def test_train_on_a_plain_folder_of_good_images(tmp_path):
-    """No defects, no MVTec layout: every 4th image is held out to set the threshold for a false-reject rate."""
+    """No defects, no MVTec layout: every 4th image is held out to report on; the others fit the model and set the threshold."""
     from inspectd.daemon.demo.scene import generate_station_dataset
 
     data = generate_station_dataset(tmp_path / "station", n_train=20, n_test_good=0, n_test_per_size=0)
@@ -257,9 +258,12 @@ def test_train_on_a_plain_folder_of_good_images(tmp_path):
     assert own and not any(".partial" in line for line in own)  # progress names the real output folder
     assert "hidden files" not in result.stderr
     meta = written(tmp_path / "run" / "model")
-    assert meta.threshold.source == "calibration-frr" and meta.threshold.normal_images == 5
-    assert meta.normal_scores.count == 5 and meta.verification.passed
-    assert "cannot show a false-reject rate below 20.0%" in result.stderr  # 5 held-out images: a warning, not a silent 1%
+    # 15 images fit the model and, cross-fitted, set the threshold; every 4th (5) reports and is verified on
+    assert meta.threshold.source == "calibration-frr" and meta.threshold.normal_images == 15
+    assert meta.images.threshold_cross_fitted and len(meta.images.fit) == 15 and meta.images.threshold == meta.images.fit
+    assert meta.normal_scores.count == 5 and meta.verification.passed and meta.verification.frames == 5
+    assert "15 good images are too few for a distribution-free bound" in result.stderr  # a warning, not a silent 1%
+    assert "on 5 images used for neither fitting nor the threshold" in result.stderr
     noise = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("inspectd")]
     assert not noise, noise[:5]  # the libraries' own chatter is silenced
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model", "model.ckpt"]

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import problem_lines, run_cli
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.demo.scene import generate_station_dataset
 
@@ -77,7 +77,7 @@ def test_bad_image_one_line_and_others_still_scored(demo_model, station, tmp_pat
     good = sorted((station / "test" / "good").glob("*.png"))[0]
     result = run_cli("infer", demo_model, good, bad, "--json")
     assert result.returncode == 1
-    errors = result.stderr.strip().splitlines()
+    errors = problem_lines(result.stderr)
     assert len(errors) == 1 and str(bad) in errors[0] and expected in errors[0], result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[0]["image"] == str(good) and "score" in records[0]  # no lost verdict for the good image

@@ -109,6 +109,9 @@ def test_package_fields_and_files(arch, request):
     files = {line.split()[-1].removeprefix(".") for line in listing}
     assert {line.split()[1] for line in listing} == {"root/root"}
     assert {"/usr/bin/inspectd", "/lib/systemd/system/inspectd.service", "/usr/lib/systemd/catalog/inspectd.catalog",
+            "/lib/systemd/system/inspectd-publish.service", "/etc/inspectd/publish.toml", f"{PRIVATE}/paho/mqtt/client.py",
+            "/lib/systemd/system/inspectd-web.service", "/lib/systemd/system/inspectd-setup.service", "/etc/inspectd/web.toml",
+            f"{PRIVATE}/tornado/web.py",
             CONFIG, "/usr/lib/sysusers.d/inspectd.conf", "/usr/lib/tmpfiles.d/inspectd.conf",
             f"{INSTALLED_DEMO}/model.bin", f"{PRIVATE}/gpiod/__init__.py", f"{PRIVATE}/numpy/__init__.py"} <= files  # fmt: skip
     assert not any(f.startswith((f"{PRIVATE}/bin/", "/opt/")) for f in files)
@@ -120,7 +123,7 @@ def test_package_fields_and_files(arch, request):
 
     control = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True).stdout
     conffiles = subprocess.run(["tar", "-xOf", "-", "./conffiles"], input=control, capture_output=True, check=True).stdout
-    assert conffiles.decode().split() == [CONFIG]
+    assert conffiles.decode().split() == [CONFIG, "/etc/inspectd/web.toml", "/etc/inspectd/publish.toml"]
     unit = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
     unit_text = subprocess.run(["tar", "-xOf", "-", "./lib/systemd/system/inspectd.service"], input=unit,
                                capture_output=True, check=True).stdout.decode()  # fmt: skip

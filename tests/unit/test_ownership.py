@@ -249,9 +249,13 @@ def test_a_watched_folders_sub_folder_replaced_by_a_symlink_is_never_moved_into(
 @pytest.mark.parametrize("relation", ["is", "inside", "parent", "link to it", "sibling"])
 def test_a_live_tap_folder_overlapping_what_the_station_reads_or_archives_is_refused(tmp_path, target, relation):
     """The live tap deletes its older frames and, at stop, every file of its names: never in a folder of anything else's."""
+    import cv2
+    import numpy as np
+
     model, parts, archive, config = tmp_path / "state/model", tmp_path / "state/parts", tmp_path / "state/rejects", tmp_path / "etc/inspectd.toml"
     for folder in (model, parts, archive, config.parent):
         folder.mkdir(parents=True)
+    cv2.imwrite(str(parts / "part.png"), np.zeros((8, 8, 3), np.uint8))  # a replay folder with nothing to replay is refused first
     thing = {"model": model, "config": config, "archive": archive}.get(target, parts)
     live = {"is": thing, "inside": thing / "live", "parent": thing.parent, "sibling": thing.parent / f"{thing.name}-live",
             "link to it": tmp_path / "to-it"}[relation]

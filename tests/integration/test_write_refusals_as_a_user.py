@@ -79,9 +79,16 @@ def test_an_output_folder_this_user_cannot_write(tmp_path, part, command):
     assert list(locked.iterdir()) == []
 
 
+def refusal(done: subprocess.CompletedProcess) -> str:
+    """calibrate's one line (beside its progress lines), a non-zero status, no traceback."""
+    lines = [line for line in done.stderr.splitlines() if line.startswith("inspectd: ") and "failed its self-test" not in line]
+    assert done.returncode != 0 and len(lines) == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    return lines[0]
+
+
 def labelled_set(tmp_path: Path) -> Path:
     data = tmp_path / "labelled"
-    for kind, value, count in (("good", 100, 4), ("stain", 200, 2)):
+    for kind, value, count in (("good", 100, 8), ("stain", 200, 2)):
         (data / kind).mkdir(parents=True)
         for number in range(count):
             cv2.imwrite(str(data / kind / f"{number:03d}.png"), np.full((60, 80, 3), value + number, np.uint8))
@@ -96,7 +103,7 @@ def test_evaluate_with_a_defect_folder_of_mode_000(tmp_path):
         line = one_line(run_as_a_user("evaluate", DEMO_MODEL, data, "--no-config"))
     finally:
         (data / "stain").chmod(0o755)
-    assert line.startswith(f"inspectd: {data / 'stain'}: cannot be listed (Permission denied)"), line
+    assert line.startswith(f"inspectd: {data / 'stain'}: ") and "Permission denied" in line, line
 
 
 def test_calibrate_on_a_model_folder_it_cannot_write_changes_nothing(tmp_path):
@@ -105,10 +112,10 @@ def test_calibrate_on_a_model_folder_it_cannot_write_changes_nothing(tmp_path):
     before = (folder / "inspectd.json").read_bytes()
     folder.chmod(0o555)
     try:
-        line = one_line(run_as_a_user("calibrate", folder, labelled_set(tmp_path), "--no-config", "--accept-estimate"))
+        line = refusal(run_as_a_user("calibrate", folder, labelled_set(tmp_path), "--no-config", "--accept-estimate"))
     finally:
         folder.chmod(0o755)
-    assert line.startswith(f"inspectd: {folder / 'inspectd.json'}: cannot be written (Permission denied)"), line
+    assert str(folder) in line and "Permission denied" in line, line
     assert (folder / "inspectd.json").read_bytes() == before and sorted(os.listdir(folder)) == sorted(os.listdir(DEMO_MODEL))
 
 
@@ -124,6 +131,6 @@ def test_calibrate_whose_write_fails_halfway_leaves_no_temporary_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "inspectd.daemon.cli", "calibrate", folder, labelled_set(tmp_path), "--no-config",
                            "--accept-estimate"], capture_output=True, text=True, timeout=300,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
-    line = one_line(done)
-    assert line.startswith(f"inspectd: {folder / 'inspectd.json'}: cannot be written (File too large)"), line
+    line = refusal(done)
+    assert str(folder) in line and "File too large" in line, line
     assert (folder / "inspectd.json").read_bytes() == before and sorted(os.listdir(folder)) == sorted(os.listdir(DEMO_MODEL))

@@ -1,0 +1,165 @@
+"""systemd/inspectd-publish.service under real systemd (a Debian bookworm container booted with systemd-nspawn), from
+the inspectd package as a station installs it, with Mosquitto (Debian's package, its .debs fetched once on the host
+with apt) on the container's loopback with TLS and a password: the hardened unit starts (Type=notify), reads the
+station's journal as its own user, takes the password from its credential, publishes the demo station's verdicts,
+serves its metrics, comes back after SIGKILL where it left off, and says in its state that the station's unit failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO_MODEL, ROOT
+from inspectd.daemon.demo.scene import generate_station_dataset
+from inspectd.testing.mosquitto import make_certificates
+from inspectd.testing.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
+
+_reason = unavailable_reason(DEFAULT_ROOT)
+pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container unavailable: {_reason}")
+
+DEBS = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")) / "mosquitto-debs"
+PASSWORD = "station-secret"
+TOPICS = "inspectd/station-p/#"
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
+                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
+    if build.returncode == 75:
+        pytest.skip(build.stderr.strip())
+    assert build.returncode == 0, build.stderr
+    return Path(build.stdout.split()[-1])
+
+
+@pytest.fixture(scope="module")
+def mosquitto_debs() -> Path:
+    """Mosquitto and its clients, and what they need beyond the container root's packages, fetched once with the host's
+    apt into $INSPECTD_CI_CACHE/mosquitto-debs (the root's dpkg status says what is there already)."""
+    if not any(DEBS.glob("mosquitto_*.deb")) or not any(DEBS.glob("mosquitto-clients_*.deb")):
+        (DEBS / "partial").mkdir(parents=True, exist_ok=True)
+        fetch = subprocess.run(["apt-get", "install", "-y", "-q", "--download-only", "--no-install-recommends",
+                                f"-o=Dir::State::status={DEFAULT_ROOT}/var/lib/dpkg/status", f"-o=Dir::Cache::archives={DEBS}",
+                                "mosquitto", "mosquitto-clients"], capture_output=True, text=True)
+        if fetch.returncode != 0:
+            pytest.skip(f"cannot fetch mosquitto's packages with apt: {fetch.stderr.strip()[-300:]}")
+    return DEBS
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("payload")
+    data = generate_station_dataset(folder / "data", n_train=0, n_test_good=3, n_test_per_size=1)
+    (folder / "images").mkdir()
+    for image in sorted((data / "test").glob("*/*.png")):
+        (folder / "images" / f"{image.parent.name}_{image.name}").write_bytes(image.read_bytes())
+    make_certificates(folder / "tls")
+    subprocess.run(["cp", "-r", str(DEMO_MODEL), str(folder / "model")], check=True)
+    return folder
+
+
+@pytest.fixture
+def station(package: Path, mosquitto_debs: Path, payload: Path) -> Iterator[Container]:
+    binds = [(package.parent, "/mnt/deb"), (mosquitto_debs, "/mnt/mosquitto"), (payload, "/mnt/payload")]
+    with booted_container(DEFAULT_ROOT, binds_ro=binds) as box:
+        box.run(["python3", "-c", "import socket; socket.sethostname('station-p')"])
+        box.write_file("/etc/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost\n")  # debootstrap's minbase has none; a Pi has
+        box.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", f"/mnt/deb/{package.name}",
+                 *(f"/mnt/mosquitto/{deb.name}" for deb in sorted(mosquitto_debs.glob("*.deb")))], timeout=300)
+        # The broker: TLS on 8883 with the test CA's certificate for "localhost", a password file.
+        box.run(["mkdir", "-p", "/etc/mosquitto/certs"])
+        box.run(["sh", "-c", "cp /mnt/payload/tls/ca.crt /mnt/payload/tls/server.crt /mnt/payload/tls/server.key /etc/mosquitto/certs/ "
+                             "&& chown -R mosquitto /etc/mosquitto/certs"])
+        box.run(["mosquitto_passwd", "-b", "-c", "/etc/mosquitto/passwd", "station-p", PASSWORD])
+        box.run(["chown", "mosquitto", "/etc/mosquitto/passwd"])
+        box.write_file("/etc/mosquitto/conf.d/test.conf", "per_listener_settings false\nallow_anonymous false\n"
+                       "password_file /etc/mosquitto/passwd\nlistener 8883 127.0.0.1\ncafile /etc/mosquitto/certs/ca.crt\n"
+                       "certfile /etc/mosquitto/certs/server.crt\nkeyfile /etc/mosquitto/certs/server.key\n")
+        box.run(["systemctl", "restart", "mosquitto"])
+        # The station: the demo model over its images in a loop.
+        box.run(["cp", "-r", "/mnt/payload/model", "/var/lib/inspectd/model"])
+        box.run(["cp", "-r", "/mnt/payload/images", "/srv/images"])
+        box.run(["chmod", "-R", "a+rX", "/var/lib/inspectd", "/srv/images"])
+        box.write_file("/etc/inspectd/inspectd.toml", '[model]\npath = "/var/lib/inspectd/model"\n\n[source]\nkind = "directory"\n'
+                       'path = "/srv/images"\nmode = "loop"\n\n[trigger]\nkind = "interval"\ninterval_ms = 100.0\n')
+        # The publisher, as the README sets it up: the CA, the password as a credential (root, 0600), publish.toml.
+        box.run(["cp", "/mnt/payload/tls/ca.crt", "/etc/inspectd/mqtt-ca.crt"])
+        box.write_file("/etc/inspectd/mqtt-password", PASSWORD + "\n", mode=0o600)
+        example = box.run(["cat", "/etc/inspectd/publish.toml"]).stdout
+        box.write_file("/etc/inspectd/publish.toml", example.replace('username = ""', 'username = "station-p"')
+                       .replace('tls_ca_file = ""', 'tls_ca_file = "/etc/inspectd/mqtt-ca.crt"'))
+        yield box
+
+
+def wait_for(check, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.5)
+    return result
+
+
+def received(box: Container, seconds: float) -> list[tuple[str, dict | str]]:
+    """What a subscriber with a persistent session gets in ``seconds`` (the broker keeps what came while it was away)."""
+    out = box.run(["mosquitto_sub", "-h", "localhost", "-p", "8883", "--cafile", "/etc/inspectd/mqtt-ca.crt", "-u", "station-p",
+                   "-P", PASSWORD, "-q", "1", "-c", "-i", "test-subscriber", "-t", TOPICS, "-v", "-W", str(int(seconds))],
+                  check=False, timeout=seconds + 30).stdout
+    messages = []
+    for line in out.splitlines():
+        topic, _, body = line.partition(" ")
+        try:
+            messages.append((topic, json.loads(body)))
+        except ValueError:
+            messages.append((topic, body))
+    return messages
+
+
+def test_the_hardened_unit_publishes_resumes_and_says_the_station_failed(station: Container):
+    box = station
+    check = box.run(["runuser", "-u", "inspectd-publish", "--", "inspectd", "publish", "--check"], check=False)
+    assert check.returncode == 0, check.stderr  # readable by its own user; the password file itself is root's alone
+    assert "mqtts://localhost:8883" in check.stdout
+    received(box, 1)  # the subscriber's session exists from now on: the broker queues for it
+    assert box.run(["systemctl", "start", "inspectd.service"], check=False, timeout=180).returncode == 0
+    started = box.run(["systemctl", "start", "inspectd-publish.service"], check=False, timeout=60)
+    assert started.returncode == 0, started.stderr + box.run(["journalctl", "--no-pager", "-u", "inspectd-publish"], check=False).stdout
+    shown = dict(line.split("=", 1) for line in box.run(["systemctl", "show", "inspectd-publish", "--property=ActiveState",
+                                                         "--property=User", "--property=Type"]).stdout.splitlines())
+    assert shown == {"ActiveState": "active", "User": "inspectd-publish", "Type": "notify"}
+
+    first = [body for topic, body in received(box, 4) if topic.endswith("/verdict")]
+    assert first, box.run(["journalctl", "--no-pager", "-u", "inspectd-publish"], check=False).stdout
+    metrics = box.run(["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9811/metrics').read().decode())"]).stdout
+    assert "inspectd_judging 1" in metrics and "inspectd_publish_connected 1" in metrics
+
+    # Killed: systemd restarts it (Restart=always); it resumes from its position, owned by its own user.
+    box.run(["systemctl", "kill", "--signal=SIGKILL", "inspectd-publish.service"])
+    wait_for(lambda: box.run(["systemctl", "show", "inspectd-publish", "--property=NRestarts"]).stdout.strip() == "NRestarts=1"
+             and box.run(["systemctl", "is-active", "inspectd-publish"], check=False).stdout.strip() == "active", "the restart")
+    owner = box.run(["stat", "-c", "%U %a", "/var/lib/inspectd-publish/position.json"]).stdout.split()
+    assert owner[0] == "inspectd-publish"
+    # The station killed: no stop record of its own; systemd's failure record makes the state "stopped", then it starts again.
+    box.run(["systemctl", "kill", "--signal=SIGKILL", "inspectd.service"])
+    later = received(box, 12)
+    frames = [body["frame"] for topic, body in later if topic.endswith("/verdict")]
+    events = [body for topic, body in later if topic.endswith("/event")]
+    states = [body["state"] for topic, body in later if topic.endswith("/state")]
+    assert any(event["kind"] == "service-failed" and event["unit"] == "inspectd.service" for event in events), events
+    assert "stopped" in states and states[-1] == "judging", states
+    # Nothing lost across the kill of the publisher: the first process's frames go on without a hole.
+    numbers = sorted({(body["pid"], body["frame"]) for topic, body in [*[("v", b) for b in first], *[(t, b) for t, b in later
+                      if t.endswith("/verdict")]]})
+    first_pid = numbers[0][0]
+    run = [frame for pid, frame in numbers if pid == first_pid]
+    assert run == list(range(run[0], run[-1] + 1)) and run[0] == 1, run[:10]
+    assert frames, "verdicts after the kills"
