@@ -19,6 +19,7 @@ one); the last KEEP generations stay, so a reader that read ``live.json`` still 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -107,9 +108,23 @@ def _pair(value: object) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def is_tap_file(name: str) -> bool:
+    """A name the tap writes (its frames, heatmaps, live.json, and their temporary files): the only files it deletes.
+
+    >>> is_tap_file("00000042.jpg"), is_tap_file(".00000042-heatmap.png.tmp"), is_tap_file("part.jpg"), is_tap_file("00000042.jpg.tmp")
+    (True, True, False, False)
+    """
+    return re.fullmatch(r"\.?(\d{8}\.jpg|\d{8}-heatmap\.png|live\.json)(\.tmp)?", name) is not None and \
+        (name.startswith(".") == name.endswith(".tmp"))
+
+
 def write_atomically(folder: Path, name: str, data: bytes) -> None:
-    """``name`` in ``folder`` holding ``data``, whole or not at all (a tmpfs: no fsync; a power cut empties it anyway)."""
+    """``name`` in ``folder`` holding ``data``, whole or not at all (a tmpfs: no fsync; a power cut empties it anyway).
+    The temporary file is made anew: a link put under its name is removed, never written through."""
     temp = folder / f".{name}.tmp"
-    with open(temp, "wb") as file:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with open(descriptor, "wb") as file:
         file.write(data)
     os.replace(temp, folder / name)

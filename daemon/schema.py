@@ -19,7 +19,9 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import Field, dataclass, fields
+import stat
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any, get_type_hints
 
 from inspectd.daemon.errors import ModelFolderError
 from inspectd.daemon.fields import Check, convert, fits, problem, setting, show_json
+from inspectd.daemon.files import FileRefused
 
 METADATA_FILE = "inspectd.json"
 SCHEMA = "inspectd-model"
@@ -43,6 +46,9 @@ HEAD_FORMS = ("cholesky-triangular",)
 RGB, GRAY = "rgb", "gray"  # the colour modes: what the model was trained on, so what frames it takes
 COLOR_MODES = (RGB, GRAY)  # what the model was trained on: colour images, or grayscale ones (fed as three equal channels)
 FIX = "re-export the model folder with 'inspectd export' (or fix the field by hand)"
+FOLDER_FIX = "copy the whole folder written by 'inspectd export'"
+COPY_FIX = "the copy is incomplete or the file was replaced; copy the model folder again from the workstation"
+MAX_METADATA_BYTES = 16 * 1024 * 1024  # inspectd.json: a few KB, normal scores of thousands of images included
 
 
 # Limits of their own (``fields.setting(checks=...)``): each takes a value already of the field's type and says what is
@@ -523,10 +529,13 @@ class ModelFolder:
     """A model folder on disk and its checked metadata.
 
     ``metadata`` is a Draft only inside ``inspectd export``, before the threshold and the self-test exist.
+    ``contents``: the bytes of each file, read once (``read_model_folder``) and checked against their sha256; the
+    runtime uses these, never the files again (a file overwritten while the station runs cannot reach it).
     """
 
     path: Path
     metadata: ModelMetadata | Draft
+    contents: Mapping[str, bytes | bytearray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def xml_path(self) -> Path:
@@ -540,6 +549,15 @@ class ModelFolder:
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.of(self.metadata)
 
+    def content(self, name: str) -> bytes | bytearray:
+        """A file's bytes: as read and checked with the folder when it was, else read now (an export's draft)."""
+        if name in self.contents:
+            return self.contents[name]
+        try:
+            return _read_file(self.path / name, None)
+        except OSError as exc:
+            raise ModelFolderError(f"cannot be read ({exc.strerror or exc})", file=self.path / name, fix=FOLDER_FIX) from None
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -552,29 +570,89 @@ def sha256_of(path: Path) -> str:
 def read_model_folder(folder: str | Path, check_hashes: bool = True) -> ModelFolder:
     """Read and check a model folder: its metadata, and each file's size and (unless ``check_hashes`` is False) sha256.
 
-    Raises ModelFolderError naming the file and field for anything missing, malformed,
-    tampered with, or written by a schema version this inspectd does not read.
+    Every file is read through one descriptor of the folder, opened once: a folder renamed into place while it is
+    read (``inspectd install-model``, or ``mv -T``) is read whole from one side of the rename, never half of each.
+    The bytes checked are the bytes kept (``ModelFolder.contents``): what runs is what was checked. Only regular
+    files are read, inspectd.json within MAX_METADATA_BYTES, each other file within the size inspectd.json gives it.
+
+    Raises ModelFolderError naming the file and field for anything missing, unreadable, malformed, tampered with, or
+    written by a schema version this inspectd does not read.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelFolderError("model folder not found", file=folder,
-                               fix=f"pass the folder written by 'inspectd export' (it holds {METADATA_FILE}, model.xml and model.bin)")
-    path = folder / METADATA_FILE
-    if not path.is_file():
-        raise ModelFolderError("missing", file=path, fix="this is not an inspectd model folder; export one with 'inspectd export'")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelFolderError("model folder not found", file=folder,
+                               fix=f"pass the folder written by 'inspectd export' (it holds {METADATA_FILE}, model.xml and model.bin)") from None
+    except OSError as exc:
+        raise ModelFolderError(f"cannot be opened ({exc.strerror or exc})", file=folder, fix="check its permissions") from None
+    try:
+        return _read_folder(folder, descriptor, check_hashes)
+    finally:
+        os.close(descriptor)
+
+
+def _read_folder(folder: Path, descriptor: int, check_hashes: bool) -> ModelFolder:
+    path = folder / METADATA_FILE
+    try:
+        text = _read_file(METADATA_FILE, MAX_METADATA_BYTES, dir_fd=descriptor)
+    except FileNotFoundError:
+        raise ModelFolderError("missing", file=path, fix="this is not an inspectd model folder; export one with 'inspectd export'") from None
+    except FileRefused as exc:
+        raise ModelFolderError(str(exc), file=path, fix="copy the inspectd.json written by 'inspectd export'") from None
+    except OSError as exc:
+        raise ModelFolderError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions") from None
+    try:
+        data = json.loads(bytes(text).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFolderError(f"not valid JSON ({exc})", file=path, fix="re-export the model folder") from None
+    except RecursionError:
+        raise ModelFolderError("not valid JSON (arrays or objects nested too deeply)", file=path, fix="re-export the model folder") from None
     metadata = ModelMetadata.from_json(data, path)
+    contents: dict[str, bytes | bytearray] = {METADATA_FILE: text}
     for name, entry in metadata.files.entries():
-        if not (folder / name).is_file():
-            raise ModelFolderError("missing from the model folder", file=folder / name, fix="copy the whole folder written by 'inspectd export'")
-        size = (folder / name).stat().st_size
-        if size != entry.bytes:
-            raise ModelFolderError(f"is {size} bytes but files.{name}.bytes in {METADATA_FILE} says {entry.bytes}", file=folder / name,
-                                   fix="the copy is incomplete or the file was replaced; copy the model folder again from the workstation")
-        if check_hashes and sha256_of(folder / name) != entry.sha256:
+        try:
+            info = os.stat(name, dir_fd=descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise FileRefused("is not a regular file")
+            if info.st_size != entry.bytes:
+                raise ModelFolderError(f"is {info.st_size} bytes but files.{name}.bytes in {METADATA_FILE} says {entry.bytes}",
+                                       file=folder / name, fix=COPY_FIX)
+            if check_hashes:
+                contents[name] = _read_file(name, entry.bytes, dir_fd=descriptor)
+        except FileNotFoundError:
+            raise ModelFolderError("missing from the model folder", file=folder / name, fix=FOLDER_FIX) from None
+        except FileRefused as exc:
+            raise ModelFolderError(str(exc), file=folder / name, fix=FOLDER_FIX) from None
+        except OSError as exc:
+            raise ModelFolderError(f"cannot be read ({exc.strerror or exc})", file=folder / name, fix="check its permissions") from None
+        if check_hashes and len(contents[name]) != entry.bytes:
+            raise ModelFolderError(f"changed while it was read ({len(contents[name])} bytes, files.{name}.bytes says {entry.bytes})",
+                                   file=folder / name, fix=COPY_FIX)
+        if check_hashes and hashlib.sha256(contents[name]).hexdigest() != entry.sha256:
             raise ModelFolderError(f"sha256 does not match files.{name}.sha256 in {METADATA_FILE}", file=folder / name,
                                    fix="the file is corrupt or was replaced; copy the model folder again from the workstation")
-    return ModelFolder(folder, metadata)
+    return ModelFolder(folder, metadata, contents)
+
+
+def _read_file(name: str | Path, limit: int | None, *, dir_fd: int | None = None) -> bytearray:
+    """A regular file's bytes, at most ``limit`` + 1 of them (all when None), into a writable buffer (OpenVINO takes the
+    weights from it without a copy)."""
+    opened = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    with open(opened, "rb", buffering=0) as handle:
+        info = os.fstat(opened)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileRefused("is not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise FileRefused(f"is {info.st_size} bytes, more than such a file can be ({limit} at most)")
+        wanted = info.st_size + 1 if limit is None else min(info.st_size, limit) + 1
+        buffer = bytearray(wanted)
+        view, done = memoryview(buffer), 0
+        while done < wanted:
+            count = handle.readinto(view[done:])
+            if not count:
+                break
+            done += count
+        view.release()
+    del buffer[done:]
+    return buffer

@@ -74,6 +74,22 @@ def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["inspectd", *argv], code, out.getvalue(), err.getvalue())
 
 
+def synthetic_verdict(frame: int, height: int = 48, width: int = 64, rejected: bool = True):
+    """A real FrameVerdict on a random frame with an empty map: its archive files are real PNGs, no model needed."""
+    import numpy as np
+
+    from inspectd.daemon.runtime.decision import Rule, Verdict
+    from inspectd.daemon.runtime.model import Inspection
+    from inspectd.daemon.station.verdict import FrameVerdict
+
+    pixels = np.random.default_rng(frame).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    inspection = Inspection(score=20.0, latency_ms=1.0, model_map=np.zeros((8, 8), np.float32), frame_size=(height, width),
+                            region=(0.0, 0.0, float(height), float(width)))
+    return FrameVerdict(frame=frame, source=f"part-{frame}.png", verdict=Verdict.REJECT if rejected else Verdict.PASS, score=20.0,
+                        rule=Rule(10.0), latency_ms=1.0, model_id="0" * 64, precision="f32", defect_area=None, inspection=inspection,
+                        pixels=pixels)
+
+
 def checkpoint_cache() -> Path:
     """Where trained checkpoints are kept between runs: the CI cache when writable, else the user's."""
     for folder in (Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")), Path.home() / ".cache" / "inspectd-ci"):

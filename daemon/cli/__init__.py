@@ -16,7 +16,7 @@ from inspectd.daemon.errors import InspectdError
 from inspectd.daemon.platform_check import problems
 
 # The command modules, in the order `inspectd --help` lists them; imported when the parser is built.
-COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "doctor", "report", "web", "publish",
+COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "setup", "check", "install_model", "doctor", "report", "web", "publish",
             "bench", "demo")
 # Commands that load their own module only: the station page's and the publisher's processes stay light (no OpenCV,
 # numpy or OpenVINO, which the other modules import), within their memory budgets; the station installs its signal

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from pathlib import Path
-
-
 from typing import TYPE_CHECKING
 
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.files import output_folder
 from inspectd.daemon.station.paths import DEFAULT_PATH
 
 SHEET_COLUMNS, THUMB_WIDTH = 8, 160
@@ -52,7 +52,7 @@ def destination(out: Path, label: str, test: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-    from inspectd.daemon.runtime.images import list_images, write_png
+    from inspectd.daemon.runtime.images import write_png
     from inspectd.daemon.station.config import load
     from inspectd.daemon.station.sources import BadFrame, SourceEnded
 
@@ -62,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
         raise InspectdError(f"{args.every} ms", key="--every", fix="a number of milliseconds, 0 or more")
     config = load(args.config)
     folder = destination(Path(args.out), args.label, args.test)
-    folder.mkdir(parents=True, exist_ok=True)
-    first = 1 + max((int(p.stem) for p in list_images(folder) if p.stem.isdigit()), default=-1)
-    source = config.source.open()
+    source = config.source.reading_only().open()  # before anything is made: a source that cannot be had changes nothing
     written: list[Path] = []
-    last = -math.inf
     try:
+        output_folder(folder, key="--out")
+        first = next_number(folder)
+        last = -math.inf
         while len(written) < args.count:
             wait = last + args.every / 1000.0 - time.monotonic()
             if wait > 0:
@@ -83,9 +83,14 @@ def run(args: argparse.Namespace) -> int:
                 continue
             last = time.monotonic()
             path = folder / f"{first + len(written):03d}.png"
-            write_png(path, frame.pixels)
+            write_png(path, frame.pixels)  # whole or not at all
             written.append(path)
             _progress(len(written), args.count, folder)
+    except InspectdError as exc:
+        if not written:
+            raise
+        raise InspectdError(f"stopped after {len(written)} of {args.count} frames ({written[0].name} to {written[-1].name} are kept "
+                            f"in {folder}): {exc}") from None
     finally:
         source.close()
     if not written:
@@ -94,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
     write_png(sheet, contact_sheet([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in written]))
     print(f"collected {len(written)} frames into {folder} ({written[0].name} to {written[-1].name}); contact sheet {sheet}")
     return 0 if len(written) == args.count else 1
+
+
+def next_number(folder: Path) -> int:
+    """The number after the highest of the files named by a number (ASCII digits: "²" or "٣" are not numbers here)."""
+    from inspectd.daemon.runtime.images import list_images
+
+    try:
+        names = [p.stem for p in list_images(folder)]
+    except OSError as exc:
+        raise InspectdError(f"cannot be listed ({exc.strerror or exc})", file=folder, key="--out", fix="check its permissions") from None
+    return 1 + max((int(name) for name in names if re.fullmatch(r"[0-9]+", name)), default=-1)
 
 
 def contact_sheet(frames: list[np.ndarray]) -> np.ndarray:

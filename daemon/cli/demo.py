@@ -26,21 +26,23 @@ def add_to(commands) -> None:
 
 def run_demo_data(args: argparse.Namespace) -> int:
     from inspectd.daemon.demo.scene import generate_station_dataset
+    from inspectd.daemon.files import output_folder
 
-    print(generate_station_dataset(args.out, seed=args.seed))
+    print(generate_station_dataset(output_folder(args.out, key="DIR"), seed=args.seed))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.demo import demo_model
     from inspectd.daemon.demo.scene import generate_station_dataset
+    from inspectd.daemon.files import output_folder
     from inspectd.daemon.station.config import ArchiveConfig, Config, GpioConfig, JournalConfig, ModelConfig, ReadyLineConfig, RejectLineConfig
     from inspectd.daemon.station.loop import Station
     from inspectd.daemon.station.outputs.journal import JournalOutput
     from inspectd.daemon.station.sources import DirectoryConfig
 
     model_dir = Path(args.model) if args.model else demo_model()
-    data = generate_station_dataset(args.data, n_train=0)  # the demo replays the test images only
+    data = generate_station_dataset(output_folder(args.data, key="--data"), n_train=0)  # the demo replays the test images only
     replay = data / "replay"
     replay.mkdir(exist_ok=True)
     for image in sorted((data / "test").glob("*/*.png")):

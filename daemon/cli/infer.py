@@ -13,6 +13,7 @@ from pathlib import Path
 
 from inspectd.daemon.cli import station_rule
 from inspectd.daemon.errors import InspectdError
+from inspectd.daemon.files import output_folder
 
 
 def add_to(commands) -> None:
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.images import read_image, write_png
     from inspectd.daemon.runtime.model import Model
 
+    if args.heatmap_dir:
+        output_folder(args.heatmap_dir, key="--heatmap-dir")  # one line now, not one per image
     model = Model.load(args.model_dir, precision=args.precision)
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
@@ -40,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
     if applied.note:
         print(f"inspectd infer: {applied.note}", file=sys.stderr)
     rule, judge = applied.rule, applied.rule.judge()
-    if args.heatmap_dir:
-        Path(args.heatmap_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
     heatmap_names: set[str] = set()
     for image in expand(args.images):

@@ -70,9 +70,9 @@ def model_mask(sample: Sample, frame_size: tuple[int, int], model: Model) -> np.
     height, width = resized_size(*frame_size, spec.resize)
     if sample.mask is None:
         return np.zeros((spec.input_height, spec.input_width), dtype=bool)
-    mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise InspectdError("not a readable mask", file=sample.mask, fix="replace it (8-bit PNG, 255 = defect)")
+    mask = read_image(sample.mask)  # bounded as every frame is: a mask declaring 32000x32000 is refused from its header
+    if mask.ndim == 3:
+        mask = cv2.cvtColor(mask, cv2.COLOR_BGR2GRAY)
     mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
     if spec.center_crop is not None:
         top, left = crop_offset(height, width, spec.center_crop)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from inspectd.daemon.errors import GpioError
+from inspectd.daemon.files import process_command
 
 BIASES = ("disabled", "pull-up", "pull-down", "as-is")
 
@@ -91,6 +92,16 @@ def open_backend(chip: str, *, key: str = "gpio.chip") -> GpioBackend:
     from inspectd.daemon.gpio.libgpiod import GpiodBackend
 
     return GpiodBackend(chip, key=key)
+
+
+def holder(consumer: str | None) -> str:
+    """Who holds a line, from its consumer: an inspectd names its PID ("inspectd-reject:1234"), so its command is shown."""
+    if not consumer:
+        return "another program or a kernel driver"
+    name, _, pid = consumer.rpartition(":")
+    if name and pid.isdigit():
+        return f"{consumer!r} (PID {pid}: {process_command(int(pid))})"
+    return repr(consumer)
 
 
 LINE_FIX = 'use a name like "GPIO17" or an offset like 17 (`inspectd doctor` lists the lines)'

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inspectd.daemon.errors import GpioError
-from inspectd.daemon.gpio import LineInfo, check_bias, line_id
+from inspectd.daemon.gpio import LineInfo, check_bias, holder, line_id
 
 DEV = Path("/dev")
 DOCTOR = "`inspectd doctor` lists the chips and lines"
@@ -207,13 +207,13 @@ class GpiodBackend:
     def _request(self, line: str | int, settings: Any, consumer: str, key: str | None, bias: str = "as-is") -> tuple[int, Any]:
         with self._lock:
             offset = self._offset(line, key)
-            try:
-                return offset, self._chip.request_lines(config={offset: settings}, consumer=consumer)
+            try:  # the kernel lets one request hold a line; the consumer carries the PID, to say who holds it
+                return offset, self._chip.request_lines(config={offset: settings}, consumer=f"{consumer}:{os.getpid()}"[:31])
             except OSError as exc:
                 where = f"line {line!r} (offset {offset}) on {self.name}"
                 if exc.errno == errno.EBUSY:
-                    holder = self._chip.get_line_info(offset).consumer or "another program or a kernel driver"
-                    raise GpioError(f"{where} is in use by {holder!r}", key=key, fix="stop it (or free the pin in config.txt) or choose another line") from None
+                    raise GpioError(f"{where} is in use by {holder(self._chip.get_line_info(offset).consumer)}", key=key,
+                                    fix="stop it (or free the pin in config.txt) or choose another line") from None
                 if exc.errno in (errno.EPERM, errno.EACCES):
                     raise GpioError(f"{where}: permission denied", key=key, fix=GROUP_FIX) from None
                 if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL) and bias != "as-is":

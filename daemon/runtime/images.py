@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from inspectd.daemon.errors import InspectdError, SourceError
-from inspectd.daemon.runtime.image_header import declared_size
+from inspectd.daemon.runtime.image_header import Header, Refused, read_header
 
 # OpenCV prints its own decoder complaints to stderr; inspectd reports a bad file in one line of its own.
 if hasattr(cv2, "setLogLevel"):  # OpenCV 4.x (the Debian package bundles 4.11: numpy 1.x, see README)
@@ -61,16 +61,11 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             if info.st_size > MAX_FILE_BYTES:
                 raise SourceError(f"is {info.st_size / 2**20:.0f} MB, more than any frame of {max_pixels / 1e6:g} megapixels",
                                   file=path, fix="check what wrote it")
-            data = handle.read(MAX_FILE_BYTES + 1)
+            data = handle.read(info.st_size + 1)  # what it holds (a file growing meanwhile is read up to its size then)
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check the path and its permissions") from None
-    size = declared_size(data)
-    if size is not None and 0 in size:  # a header cut short or zeroed: corrupt, not too big
-        raise SourceError(f"not a readable image (its header declares {size[0]}x{size[1]} pixels)", file=path, fix="replace the file")
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise SourceError(f"declares {size[0]}x{size[1]} pixels, outside 1 to {max_pixels:,} (source.max_pixels)", file=path,
-                          fix="send frames of the camera's size, or raise source.max_pixels")
-    is_jpeg = data[:2] == b"\xff\xd8"
+    header = bounded_header(data, path, max_pixels)
+    is_jpeg = header.format == "JPEG"
     if is_jpeg and data.find(b"\xff\xd9", data.rfind(b"\xff\xda")) == -1:  # no end marker after the last scan
         raise SourceError("is a JPEG cut short (no end-of-image marker after its last scan); a file still being written?",
                           file=path, fix="write frames under a temporary name and rename them when complete")
@@ -92,6 +87,30 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     elif image.ndim == 3 and image.shape[2] == 4:
         image = np.ascontiguousarray(image[:, :, :3])  # drop alpha, as PIL's convert("RGB") does in training
     return image
+
+
+def bounded_header(data: bytes, path: Path, max_pixels: int) -> Header:
+    """The file's header when everything the decoder would allocate for it is bounded by ``max_pixels`` (and 8 bits, 4
+    channels a pixel); else a SourceError, before a byte is decoded."""
+    try:
+        header = read_header(data)
+    except Refused as exc:
+        raise SourceError(f"not a readable image: {exc}", file=path, fix="send PNG or JPEG frames (a station camera's)") from None
+    width, height = header.width, header.height
+    if 0 in (width, height):  # a header cut short or zeroed: corrupt, not too big
+        raise SourceError(f"not a readable image (its header declares {width}x{height} pixels)", file=path, fix="replace the file")
+    if width * height > max_pixels:
+        raise SourceError(f"declares {width}x{height} pixels, outside 1 to {max_pixels:,} (source.max_pixels)", file=path,
+                          fix="send frames of the camera's size, or raise source.max_pixels")
+    if header.pixels > max_pixels:
+        raise SourceError(f"declares tiles of {header.largest:,} pixels, more than source.max_pixels ({max_pixels:,})", file=path,
+                          fix="write it untiled, or as PNG")
+    if header.bits > 8:
+        raise SourceError(f"is a {header.bits}-bit image; models are trained on 8-bit images", file=path,
+                          fix="convert it to 8 bits per channel (e.g. PNG or JPEG from the station camera)")
+    if not 1 <= header.channels <= 4:
+        raise SourceError(f"has {header.channels} channels; 1 (gray) to 4 (colour and alpha) are read", file=path, fix="replace the file")
+    return header
 
 
 @contextmanager
@@ -125,7 +144,7 @@ def _jpeg_damage_warnings(wanted: bool):
             os.close(saved)
             others = b""
             for line in os.pread(sink, os.fstat(sink).st_size, 0).splitlines(keepends=True):
-                if any(w in line for w in JPEG_DAMAGE_WARNINGS):
+                if line.startswith(JPEG_DAMAGE_WARNINGS):  # libjpeg's own lines begin so; others may mention the words
                     lines.append(line)
                 else:
                     others += line
@@ -148,10 +167,22 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
+    """``path`` as a PNG, whole or not at all: written beside it under a temporary name, then renamed (a full disk or a
+    kill leaves no partial file under the real name). InspectdError naming the file when it cannot be written."""
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
-        raise InspectdError(f"{path}: could not encode the image as PNG")
+        raise InspectdError("could not encode the image as PNG", file=path)
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        encoded.tofile(path)
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with open(descriptor, "wb") as handle:
+                handle.write(encoded.tobytes())
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
     except OSError as exc:
-        raise InspectdError(f"{path}: cannot be written ({exc.strerror or exc}); check the folder exists and is writable") from None
+        raise InspectdError(f"cannot be written ({exc.strerror or exc})", file=path,
+                            fix="check the folder exists, is writable and has room") from None

@@ -62,7 +62,7 @@ def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[
     import openvino as ov
 
     core = ov.Core()
-    graph = core.read_model(str(folder.xml_path))
+    graph, weights = read_graph(core, folder)
     cases = load_cases(folder)
     outputs = folder.metadata.outputs
     results, by_executed = [], {}
@@ -74,7 +74,28 @@ def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[
             continue
         by_executed[executed] = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, precision)
         results.append(by_executed[executed])
+    del weights  # shared with the graph: kept until every compiled model is done
     return results
+
+
+def read_graph(core, folder: ModelFolder):
+    """The graph and the buffer of its weights (keep it as long as the graph or a model compiled from it lives).
+
+    Read from the folder's bytes (``ModelFolder.contents``: read once, checked against their sha256), never from the
+    files: OpenVINO would map model.bin into memory, and a file overwritten in place while the station runs (even by
+    ``cp`` of the same bytes) would kill the process with SIGBUS.
+    """
+    import openvino as ov
+
+    weights = folder.content("model.bin")
+    if not isinstance(weights, bytearray):
+        weights = bytearray(weights)  # OpenVINO shares only a writable buffer
+    try:
+        xml = bytes(folder.content("model.xml")).decode("utf-8")
+        return core.read_model(model=xml, weights=ov.Tensor(np.frombuffer(weights, np.uint8), shared_memory=True)), weights
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(f"OpenVINO cannot read it ({str(exc).splitlines()[0]})", file=folder.xml_path,
+                               fix="re-export the model folder") from None
 
 
 class Model:
@@ -104,11 +125,7 @@ class Model:
         start = time.perf_counter()
         cases = load_cases(folder) if isinstance(meta, ModelMetadata) else None
         core = ov.Core()
-        try:
-            graph = core.read_model(str(folder.xml_path))
-        except RuntimeError as exc:
-            raise ModelFolderError(f"OpenVINO cannot read it ({str(exc).splitlines()[0]})", file=folder.xml_path,
-                                   fix="re-export the model folder") from None
+        graph, self.weights = read_graph(core, folder)  # the weights' buffer lives as long as the model
         expected = [1, spec.input_height, spec.input_width, 3]
         if len(graph.inputs) != 1 or graph.input(0).get_partial_shape() != ov.PartialShape(expected):
             raise ModelFolderError(f"graph input is {graph.input(0).get_partial_shape()} but inspectd.json says {expected}",

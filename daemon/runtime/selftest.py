@@ -14,6 +14,8 @@ down to f32 (see ``model.Model``). Nothing here knows about torch: the reference
 
 from __future__ import annotations
 
+import io
+import math
 import time
 import zipfile
 from dataclasses import dataclass
@@ -23,9 +25,10 @@ import numpy as np
 
 from inspectd.daemon.errors import ModelFolderError
 from inspectd.daemon.runtime.decision import Rule
-from inspectd.daemon.schema import ModelFolder, ModelMetadata
+from inspectd.daemon.schema import SELFTEST_FILE, ModelFolder, ModelMetadata
 
 COARSE_MAP = 16  # side of the coarse anomaly map kept per frame (area mean of the model's map)
+MAX_SELFTEST_BYTES = 256 * 1024 * 1024  # an array of selftest.npz, at most (a handful of graph inputs: a few MB)
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,30 @@ def load_cases(folder: ModelFolder) -> SelfTestCases:
     meta: ModelMetadata = folder.metadata
     path, names, spec = folder.self_test_path, meta.self_test.frames, folder.preprocessing
     input_shape = (spec.input_height, spec.input_width, 3)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            inputs, scores, maps = data["inputs"], data["reference_scores"], data["reference_maps"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise ModelFolderError(f"not a readable self-test ({str(exc).splitlines()[0]})", file=path, fix="copy the model folder again") from None
     count = len(names)
     expected = {"inputs": (count, *input_shape), "reference_scores": (count,), "reference_maps": (count, COARSE_MAP, COARSE_MAP)}
+    content = io.BytesIO(folder.content(SELFTEST_FILE))  # the bytes checked with the folder, not the file again
+    try:
+        with zipfile.ZipFile(content) as archive:  # each array's header first: its shape is allocated before it is read
+            for key, shape in expected.items():
+                with archive.open(f"{key}.npy") as member:
+                    major, _ = np.lib.format.read_magic(member)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    found, _, dtype = read_header(member)
+                if found != shape or dtype != np.float32:
+                    raise ModelFolderError(f"'{key}' is {dtype} {list(found)}, expected finite float32 {list(shape)}", file=path,
+                                           fix="the files come from different exports, copy the whole folder again")
+                size, needed = archive.getinfo(f"{key}.npy").file_size, 4 * math.prod(shape)
+                if needed > min(size, MAX_SELFTEST_BYTES):  # more than the member holds (cut), or than any self-test is
+                    raise ModelFolderError(f"'{key}' needs {needed / 2**20:.1f} MB, its member holds {size / 2**20:.1f} MB (a self-test is "
+                                           f"at most {MAX_SELFTEST_BYTES // 2**20} MB)", file=path,
+                                           fix="the files come from different exports, copy the whole folder again")
+        content.seek(0)
+        with np.load(content, allow_pickle=False) as data:
+            inputs, scores, maps = data["inputs"], data["reference_scores"], data["reference_maps"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFolderError(f"not a readable self-test ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", file=path,
+                               fix="copy the model folder again") from None
     for key, array in (("inputs", inputs), ("reference_scores", scores), ("reference_maps", maps)):
         if array.shape != expected[key] or array.dtype != np.float32 or not np.isfinite(array).all():
             raise ModelFolderError(f"'{key}' is {array.dtype} {list(array.shape)}, expected finite float32 {list(expected[key])}",

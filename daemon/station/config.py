@@ -14,11 +14,13 @@ station's health, ``[drift]`` with the drift watch. See systemd/inspectd.toml fo
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError
+from inspectd.daemon.files import FileRefused, read_small_file
 from inspectd.daemon.gpio.reservations import Reservations, configured_line
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import PRECISIONS
@@ -30,13 +32,16 @@ from inspectd.daemon.station.outputs.journal import JournalConfig
 from inspectd.daemon.station.outputs.live import LiveConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
 from inspectd.daemon.station.paths import DEFAULT_PATH
-from inspectd.daemon.station.settings import Section, collect, internal, raise_all, setting
+from inspectd.daemon.station.settings import Section, collect, distinct, internal, located, raise_all, setting
 from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, SourceConfig
 from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 
 THRESHOLD_FIX = "a raw PaDiM score (see the model folder's inspectd.json, threshold.value)"
 CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 20 Hz; a bigger N never rejects in practice
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
+OWN_FOLDERS = {"archive.path": "give the archive a folder of its own, e.g. /var/lib/inspectd/rejects",
+               "live.path": 'give the live tap a folder of its own: "" (/run/inspectd/live under the unit)'}
+MAX_CONFIG_BYTES = 1024 * 1024  # systemd/inspectd.toml with every key is 4 KB; a FIFO or /dev/zero is never read
 
 __all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "LiveConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
@@ -87,7 +92,7 @@ class Config(Section):
     def check(self) -> None:
         """The rules across tables, each judged on its own so that all of them are reported at once."""
         rules = (self._lines_are_distinct, self._trigger_has_a_chip, self._confirm_has_a_stream, self._area_fits_a_frame,
-                 self._roi_fits_the_camera, self._archive_is_not_watched)
+                 self._roi_fits_the_camera, self.archive_is_its_own)
         raise_all([error for rule in rules for error in rule()])
 
     def gpio_lines(self) -> list[tuple[str, str]]:
@@ -133,14 +138,36 @@ class Config(Section):
         """A camera's frame size is known before it is opened: the ROI must fit in it (a folder's frames are checked by `check`)."""
         return self.source.roi_errors()
 
-    def _archive_is_not_watched(self) -> list[ConfigError]:
-        """Frames archived into a watched folder would come back as new parts, each REJECT archiving another."""
+    def archive_is_its_own(self) -> list[ConfigError]:
+        """The archive deletes its oldest files to keep within its quota, the live tap its older frames: each folder
+        must not be, hold or lie inside anything the station reads (the model folder, the configuration file, a
+        source's folder or file), nor the other's."""
+        errors = self._folder_is_its_own("archive.path", self.archive.path if self.archive.enabled else "",
+                                         "the archive deletes its oldest files to keep within archive.max_mb")
+        live = self.live.path if self.live.enabled and self.live.rate_hz else ""
+        errors += self._folder_is_its_own("live.path", live, "the live tap writes and deletes its frames there",
+                                          [("archive.path", "the archive folder", self.archive.path if self.archive.enabled else "")])
+        return errors
+
+    def _folder_is_its_own(self, key: str, folder: str, why: str, others: list[tuple[str, str, str]] | None = None) -> list[ConfigError]:
+        if not folder:
+            return []
+        read = [("model.path", "the model folder", self.model.path)]
+        if self.file:
+            read.append(("", "this configuration file", self.file))
         source = self.source
-        if (self.archive.enabled and isinstance(source, DirectoryConfig) and source.mode == "watch" and source.path
-                and Path(self.archive.path).resolve() == Path(source.path).resolve()):
-            return [ConfigError(f"'{self.archive.path}' is the watched folder source.path: archived frames would be inspected "
-                                "again as new parts", key="archive.path", fix="archive into another folder, e.g. /var/lib/inspectd/rejects")]
-        return []
+        if isinstance(source, DirectoryConfig) and source.path:
+            read.append(("source.path", "the source folder", source.path))
+        device = getattr(source, "device", "")
+        if isinstance(device, str) and device and "://" not in device and not device.isdigit():
+            read.append(("source.device", "the source file", device))
+        errors = []
+        for name, what, path in read + (others or []):
+            relation = overlap(Path(folder), Path(path)) if path.strip() else ""
+            if relation:
+                errors.append(ConfigError(f"'{folder}' {relation} {what} {name + ' ' if name else ''}'{path}': {why}", key=key,
+                                          fix=OWN_FOLDERS[key]))
+        return errors
 
     def rule(self, folder_threshold: float) -> Rule:
         """The decision rule this station applies with a model folder whose threshold is ``folder_threshold``: the one
@@ -159,6 +186,29 @@ class Config(Section):
     def frames_on_demand(self) -> bool:
         """Frames come only when a part does (a GPIO trigger, a watched folder): an idle line sends none."""
         return self.trigger.frames_on_demand or self.source.frames_on_demand
+
+
+def overlap(archive: Path, other: Path) -> str:
+    """How ``archive`` overlaps ``other``: "is", "lies inside", "holds"; "" when apart. By real path (symlinks followed)
+    and by identity (a bind mount of the same folder), for the parts that exist."""
+    try:
+        mine, theirs = Path(os.path.realpath(archive)), Path(os.path.realpath(other))
+    except (OSError, ValueError):
+        return ""
+    if mine == theirs or _same(mine, theirs):
+        return "is"
+    if any(parent == theirs or _same(parent, theirs) for parent in mine.parents):
+        return "lies inside"
+    if any(parent == mine or _same(parent, mine) for parent in theirs.parents):
+        return "holds"
+    return ""
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def threshold_errors(config: Config, folder_threshold: float) -> list[ConfigError]:
@@ -180,12 +230,16 @@ def read(path: str | Path) -> tuple[Config | None, list[ConfigError]]:
     parts that do not depend on them can still be checked (``inspectd check``); None when the file is not TOML."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_file(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None, [ConfigError("configuration file not found", file=path,
                                   fix="copy systemd/inspectd.toml there and edit it, or pass --config FILE")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [ConfigError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", file=path, fix="check its permissions")]
+    except FileRefused as exc:
+        return None, [ConfigError(f"{exc}: not a configuration file", file=path, fix="pass the station's TOML file with --config FILE")]
+    except UnicodeDecodeError as exc:
+        return None, [ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path, fix="save it as UTF-8")]
+    except OSError as exc:
+        return None, [ConfigError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions")]
     try:
         data = tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
@@ -194,6 +248,7 @@ def read(path: str | Path) -> tuple[Config | None, list[ConfigError]]:
         return None, [ConfigError("not valid TOML (arrays or tables nested too deeply)", file=path, fix="fix the syntax")]
     config, errors = collect(Config, data, file=path)
     config.file = str(path)
+    errors = distinct(errors + [located(error, path) for error in config.archive_is_its_own()])  # now with the file itself
     return config, errors
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, GpioError
-from inspectd.daemon.gpio import GpioBackend, open_backend
+from inspectd.daemon.gpio import GpioBackend, holder, open_backend
 from inspectd.daemon.gpio.heartbeat import Heartbeat
 from inspectd.daemon.gpio.reservations import Reservations
 from inspectd.daemon.station.config import Config
@@ -78,13 +78,14 @@ def check_gpio(config: Config, *, daemon_may_run: bool = True) -> list[str]:
             except GpioError as error:
                 errors.append(as_config_error(error, config))
                 continue
-            holder = offsets.reserve(info.offset, key) if info.offset >= 0 else None
-            if holder is not None:
-                errors.append(ConfigError(f"{line!r} is offset {info.offset} on this chip, the line of {holder}",
+            first = offsets.reserve(info.offset, key) if info.offset >= 0 else None
+            if first is not None:
+                errors.append(ConfigError(f"{line!r} is offset {info.offset} on this chip, the line of {first}",
                                           file=config.file, key=key, fix="each line can be used once: choose another line"))
                 continue
             if info.used and not (daemon_may_run and info.consumer.startswith("inspectd")):
-                errors.append(ConfigError(f"line {line!r} (offset {info.offset}) is in use by {info.consumer or 'a kernel driver'!r}",
+                errors.append(ConfigError(f"line {line!r} (offset {info.offset}) is in use by "
+                                          f"{holder(info.consumer) if info.consumer else repr('a kernel driver')}",
                                           file=config.file, key=key, fix="stop it (or free the pin in config.txt) or choose another line"))
             else:
                 held = f", held by {info.consumer} (the running daemon)" if info.used else ", free"

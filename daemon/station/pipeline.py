@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.decision import Judge, Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config
@@ -33,6 +34,7 @@ class Pipeline:
     sections: list[OutputConfig] = field(default_factory=list)  # the table each output was opened from
     drift: DriftWatch | None = None  # the PASS scores against the folder's normal scores; None: not watched
     drift_note: str = ""  # whether drift is watched, and why not (``inspectd check``)
+    model_claim: Claim | None = field(default=None, repr=False)  # a shared lock on the model folder: who uses it (install-model)
     closed: bool = field(default=False, repr=False)
 
     def inspect(self, frame: Frame, number: int) -> FrameVerdict:
@@ -71,6 +73,8 @@ class Pipeline:
         if self.closed:
             return []
         self.closed = True
+        if self.model_claim is not None:
+            self.model_claim.release()
         failed = []
         for output in self.outputs:
             if any(output is kept for kept in keep):
@@ -84,12 +88,23 @@ class Pipeline:
 
 def load_model(config: Config) -> Model:
     """The model as the station loads it, self-test included: a problem with the folder is a configuration error (exit 78)."""
+    check_device(config)
     try:
         return Model.load(config.model.path, config.model.device, config.model.precision)
     except ConfigError as error:
         raise located(error, config.file) from None
     except InspectdError as error:
         raise ConfigError(str(error), file=config.file, key="model.path") from None
+
+
+def check_device(config: Config) -> None:
+    """``model.device`` must be one OpenVINO has on this machine ("GPU" where there is none is not a crash later)."""
+    import openvino as ov
+
+    devices = list(ov.Core().available_devices)
+    if config.model.device not in devices:
+        raise ConfigError(f"{config.model.device!r} is not a device OpenVINO can use on this machine (it has {', '.join(devices) or 'none'})",
+                          file=config.file, key="model.device", fix='use "CPU" (a Raspberry Pi infers on its CPU)')
 
 
 def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pipeline | None = None,
@@ -123,4 +138,13 @@ def build_pipeline(config: Config, on_fault: Callable[[Notice], None], reuse: Pi
             and reuse.model.model_id == model.model_id
             and (reuse.drift.normal_mean, reuse.drift.normal_std) == (drift.normal_mean, drift.normal_std)):
         drift = reuse.drift  # the same model and [drift]: the window goes on, an alarm in progress stays one
-    return Pipeline(config, model, rule, rule.judge(), outputs, sections, drift, note)
+    return Pipeline(config, model, rule, rule.judge(), outputs, sections, drift, note, model_claim=claim_model(model))
+
+
+def claim_model(model: Model) -> Claim | None:
+    """A shared lock on the folder the model was read from: ``inspectd install-model`` finds the stations to reload by it
+    (any number of stations may share a model folder; nothing else is excluded)."""
+    try:
+        return Claim.take(model.folder.path, "the model folder", shared=True)
+    except (OSError, Held):
+        return None

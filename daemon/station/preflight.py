@@ -26,14 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.station.config import Config, read, threshold_errors
 from inspectd.daemon.station.devices import check_gpio
 from inspectd.daemon.station.drift import drift_watch
+from inspectd.daemon.station.outputs.archive import OWN_FOLDER_FIX
+from inspectd.daemon.station.outputs.archive_files import judge
 from inspectd.daemon.station.pipeline import load_model
 from inspectd.daemon.station.settings import distinct, every, located, raise_all
-from inspectd.daemon.station.sources import Frame
+from inspectd.daemon.station.sources import DirectoryConfig, Frame
 
 # Memory one frame pixel costs from its file to its verdict (decode, crop, resize, map, archive copy): issue 9
 # measured 2.3 GB for a 12000x12000 PNG, 16 bytes a pixel. source.max_pixels must fit this machine at that rate.
@@ -65,11 +68,11 @@ def preflight(path: str | Path, *, daemon_may_run: bool = True) -> Report:
         return not any(bad == key or bad.startswith(f"{key}.") or key.startswith(f"{bad}.") for bad in broken for key in keys)
 
     # A key set aside holds its default, which these judge harmlessly (no line, no minimum area, no ROI).
-    parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source),
+    parts = [("model", clean("model.path", "model.device", "model.precision"), _model), ("source", clean("source"), _source(daemon_may_run)),
              ("gpio", clean("gpio.chip", "gpio.reject.line", "gpio.ready.line"), _gpio_lines(daemon_may_run)),
-             ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive),
+             ("archive", clean("archive.path", "archive.enabled", "archive.max_mb"), _archive(daemon_may_run)),
              ("source.max_pixels", clean("source.max_pixels"), _memory), ("drift", clean("drift"), _drift),
-             ("source", clean("source", "model.path", "model.device", "model.precision"), _first_frame_judged)]
+             ("source", clean("source", "model.path", "model.device", "model.precision", "decision"), _first_frame_judged)]
     for table, wanted, part in parts:
         if wanted:
             try:
@@ -104,7 +107,30 @@ def _drift(config: Config, report: Report) -> None:
     report.notes.append(drift_watch(config.drift, getattr(report.model.folder.metadata, "normal_scores", None))[1])
 
 
-def _source(config: Config, report: Report) -> None:
+def _source(daemon_may_run: bool):
+    def check(config: Config, report: Report) -> None:
+        _look_at_source(config, report)
+        source = config.source
+        if isinstance(source, DirectoryConfig) and source.mode == "watch":
+            _free(Path(source.path), "the watched folder", "source.path", daemon_may_run, report)
+    return check
+
+
+def _free(path: Path, what: str, key: str, daemon_may_run: bool, report: Report) -> None:
+    """A folder one station holds alone (its lock): free for ``run``; held by a running inspectd is expected by ``check``."""
+    try:
+        Claim.take(path, what).release()
+    except FileNotFoundError:
+        return
+    except Held as held:
+        if daemon_may_run and "inspectd" in str(held):
+            report.notes.append(f"{key}: {held} (the running station)")
+            return
+        raise ConfigError(f"{held}: one station per {what.removeprefix('the ')}", key=key,
+                          fix="stop that process, or give this station a folder of its own") from None
+
+
+def _look_at_source(config: Config, report: Report) -> None:
     """Each kind knows what can be checked of it without disturbing a running daemon (``SourceConfig.preflight``)."""
     frame = report.frame = config.source.preflight(report.notes)
     if frame is None:
@@ -134,7 +160,18 @@ def _gpio_lines(daemon_may_run: bool):
     return check
 
 
-def _archive(config: Config, report: Report) -> None:
+def _archive(daemon_may_run: bool):
+    def check(config: Config, report: Report) -> None:
+        _look_at_archive(config, report)
+        if config.archive.enabled:
+            problem = judge(Path(config.archive.path))
+            if problem:
+                raise ConfigError(problem, key="archive.path", fix=OWN_FOLDER_FIX)
+            _free(Path(config.archive.path), "the archive folder", "archive.path", daemon_may_run, report)
+    return check
+
+
+def _look_at_archive(config: Config, report: Report) -> None:
     archive = config.archive
     if not archive.enabled:
         report.notes.append("archive: off")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 FRAME = re.compile(r"([0-9]{8}-[0-9]{6})-([0-9]{8,})-(reject|pass)\.png")
 SERVED = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{8,}-(reject|pass)(-heatmap)?\.png")
 PAGE = 24
+WRITING_S = 10.0  # a frame this recent without its heatmap is still being archived, not one whose heatmap failed
 
 
 @dataclass
@@ -38,19 +40,23 @@ def pictures(folder: Path, verdict: str | None = "reject", before: str | None = 
         entries = list(os.scandir(folder))
     except OSError:
         return []
-    regular = set()
+    regular: dict[str, float] = {}  # name -> when it was last written
     for entry in entries:
         try:
-            if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                regular.add(entry.name)
+            info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
+        if stat.S_ISREG(info.st_mode):
+            regular[entry.name] = info.st_mtime
+    now = time.time()
     found = []
     for name in sorted(regular, reverse=True):
         match = FRAME.fullmatch(name)
         if not match or (verdict and match[3] != verdict) or (before and name >= before):
             continue
         heatmap = name.removesuffix(".png") + "-heatmap.png"
+        if heatmap not in regular and now - regular[name] < WRITING_S:
+            continue  # its heatmap is being written (the archive writes it right after the frame): listed once it is
         try:
             when = datetime.strptime(match[1], "%Y%m%d-%H%M%S")
         except ValueError:

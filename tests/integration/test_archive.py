@@ -28,7 +28,7 @@ from conftest import DEMO_MODEL, ROOT
 from inspectd.testing.journald import private_journald, unavailable_reason
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.daemon.station.outputs.archive import ArchiveConfig, ArchiveOutput
-from inspectd.daemon.station.outputs.archive_files import TEMP_PREFIX, TEMP_SUFFIX
+from inspectd.daemon.station.outputs.archive_files import MARKER, TEMP_PREFIX, TEMP_SUFFIX
 from inspectd.daemon.station.outputs.journal import MESSAGE_IDS
 from inspectd.daemon.station.verdict import FrameVerdict, Verdict
 
@@ -56,7 +56,8 @@ def verdicts(images: list[Path], first: int = 1) -> list[FrameVerdict]:
 
 
 def every_file(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """The station's files (not the marker that says the folder is its own)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
 
 
 def temporary(folder: Path) -> list[str]:
@@ -97,19 +98,19 @@ def test_files_are_whole_lossless_and_a_killed_runs_temporary_files_go_at_start(
     assert temporary(folder) == [] and len(every_file(folder)) == 6
 
 
-def test_the_quota_counts_every_file_in_the_folder_and_holds_at_every_write(stains, tmp_path):
+def test_the_quota_counts_the_stations_files_and_holds_at_every_write(stains, tmp_path):
     folder = tmp_path / "archive"
-    (folder / "old").mkdir(parents=True)
-    leftovers = [folder / "20240101-000000-00000001-reject.png", folder / "old" / "notes.bin",
+    folder.mkdir()
+    leftovers = [folder / "20240101-000000-00000001-reject.png", folder / "20240101-000000-00000001-reject-heatmap.png",
                  folder / "20240101-000000-00000002-reject.png"]
     for age, path in enumerate(leftovers):
-        path.write_bytes(b"\0" * (400_000 if path.suffix == ".bin" else 0))  # zero-byte PNGs of an older version, junk
+        path.write_bytes(b"\0" * (400_000 if "heatmap" in path.name else 0))  # an older version's archive: adopted
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
     made = verdicts(stains * 2)
     quota_mb = 3.0
     archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=quota_mb))
     archive.start()
-    assert archive.folder.used == 400_000  # counted: everything in the folder, subfolders too
+    assert archive.folder.used == 400_000  # counted: the station's files
     sizes = []
     for verdict in made:
         archive.verdict(verdict)
@@ -117,7 +118,7 @@ def test_the_quota_counts_every_file_in_the_folder_and_holds_at_every_write(stai
         sizes.append(sum(p.stat().st_size for p in every_file(folder)))
     archive.close()
     assert max(sizes) <= quota_mb * 2**20, sizes
-    assert not any(path.exists() for path in leftovers), "the oldest files, whatever they are, go first"
+    assert not any(path.exists() for path in leftovers), "the oldest files go first"
     kept = [v for v in made if v.archived is not None and v.archived.exists()]
     assert kept and all(whole(v.archived, v.pixels) for v in kept)
 
@@ -205,7 +206,7 @@ def scenario_write_fails(images: list[str], work: str) -> dict:
 
     module.PROBE_EVERY_S = 0.0  # try every frame again at once: the scenario has no time to wait
     disk = Path(work) / "disk"
-    mount_tmpfs(disk, "size=64m,nr_inodes=4")  # the root, the archive folder, and one frame with its heatmap
+    mount_tmpfs(disk, "size=64m,nr_inodes=5")  # the root, the archive folder, its marker, and one frame with its heatmap
     folder = disk / "archive"
     seen: list = []
     archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=100.0), seen.append)
@@ -222,6 +223,37 @@ def scenario_write_fails(images: list[str], work: str) -> dict:
         archive.drain(time.monotonic() + 120)
     archive.close()
     return described(seen, made, folder) | {"deleted": deleted}
+
+
+def scenario_full_while_frames_wait(images: list[str], work: str) -> dict:
+    """The filesystem's inodes run out while frames taken (named by their records) wait to be written."""
+    disk = Path(work) / "disk"
+    mount_tmpfs(disk, "size=64m,nr_inodes=64")
+    folder = disk / "archive"
+    seen: list = []
+    archive = ArchiveOutput(ArchiveConfig(path=str(folder), max_mb=100.0), seen.append)
+    archive.start()
+    made = verdicts([Path(p) for p in images])
+
+    def written() -> None:
+        with archive.lock:
+            assert archive.lock.wait_for(lambda: not archive.pending and archive.current is None, timeout=120)
+
+    archive.verdict(made[0])
+    written()
+    filler = 0
+    try:
+        while True:  # every inode taken: the bytes are free, the writes fail (ENOSPC)
+            (disk / f"filler-{filler}").touch()
+            filler += 1
+    except OSError:
+        pass
+    for verdict in made[1:5]:  # taken at once, each named by its record before it is written
+        archive.verdict(verdict)
+    written()
+    before_stop = list(seen)
+    archive.close()
+    return described(before_stop, made, folder) | {"at_stop": [n.message for n in seen[len(before_stop):]]}
 
 
 def scenario_station_on_a_small_disk(images: list[str], work: str) -> dict:
@@ -284,6 +316,18 @@ def test_a_write_that_fails_after_the_frame_was_named_is_said_and_probes_end_the
     assert last["kind"] == "start" and last["fields"]["recovered"] == "archive" and last["fields"]["frame"] == "5"
     assert [last["fields"]["image"], True] in [[path, is_whole] for path, _, is_whole in seen["files"]]  # the probe it names
     assert last["fields"]["missed"] == "2", last  # frames 3 and 4: their probes failed
+
+
+@needs_namespace
+def test_frames_named_then_not_written_on_a_full_disk_are_said_when_it_happens_and_blamed_on_the_disk(stains, tmp_path):
+    """Issue 17: they were said only at stop, as 'disk too slow'."""
+    seen = in_namespace("full_while_frames_wait", images=[str(p) for p in stains[:5]], work=str(tmp_path))
+    check_files(seen)  # every record naming an image not written is followed by a fault record saying so: before the stop
+    unwritten = [named["frame"] for named in seen["named"] if not named["whole"]]
+    assert unwritten == [2, 3, 4, 5], seen["named"]
+    said = {int(frame): n for n in seen["notices"] for frame in n["fields"].get("unwritten", "").split(", ") if frame}
+    assert sorted(said) == unwritten and all(n["fields"]["error"] == "ENOSPC" for n in said.values()), seen["notices"]
+    assert not [n for n in seen["notices"] if "too slow" in n["message"]] and not seen["at_stop"], seen
 
 
 @needs_namespace

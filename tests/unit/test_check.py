@@ -101,7 +101,7 @@ def test_check_creates_nothing_and_says_what_it_looked_at(tmp_path, images, caps
 
 
 @pytest.mark.parametrize("archive,expected", [
-    ('path = "{images}/000.png/archive"', "key archive.path: {images}/000.png, where it would be created, is not a folder; "),
+    ('path = "/etc/passwd/archive"', "key archive.path: /etc/passwd, where it would be created, is not a folder; "),
     ('path = "/proc/inspectd-archive"', "key archive.path: /proc, where it would be created, is on the kernel's proc filesystem, "),
     ('path = "{tmp}/archive"\nmax_mb = 1e12', "key archive.max_mb: 1e+12 MB is more than the whole filesystem of "),
 ])

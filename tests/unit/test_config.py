@@ -347,8 +347,11 @@ def test_the_archive_is_not_the_watched_folder(tmp_path):
     """Archived frames written where the station watches would come back as new parts, each REJECT archiving another."""
     tables = {**valid_tables(tmp_path), "source": {"kind": "directory", "path": str(tmp_path), "mode": "watch"},
               "archive": {"path": f"{tmp_path}/."}}
-    assert refused(tmp_path, tables).startswith(f"key archive.path: '{tmp_path}/.' is the watched folder source.path: ")
-    tables["archive"] = {"path": str(tmp_path / "rejects")}  # a sub-folder is not watched
+    assert refused(tmp_path, tables).startswith(f"key archive.path: '{tmp_path}/.' is the source folder source.path '{tmp_path}': ")
+    tables["archive"] = {"path": str(tmp_path / "rejects")}  # a sub-folder is the source's too
+    assert refused(tmp_path, tables).startswith(f"key archive.path: '{tmp_path}/rejects' lies inside the source folder source.path ")
+    (tmp_path / "parts").mkdir()
+    tables["source"]["path"] = str(tmp_path / "parts")  # beside it: apart
     path = tmp_path / "fits.toml"
     path.write_text(toml(tables))
     assert load(path).archive.path == str(tmp_path / "rejects")

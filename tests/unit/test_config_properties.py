@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from inspectd.daemon.cli import main
 from inspectd.daemon.errors import EX_CONFIG, ConfigError
-from inspectd.daemon.station.config import CONFIRM_MAX, Config, load
+from inspectd.daemon.station.config import CONFIRM_MAX, Config, load, overlap
 from inspectd.daemon.station.settings import DURATIONS, INT_MAX, every
 
 
@@ -270,6 +270,11 @@ def valid_documents(draw, folder: Path) -> dict:
         document[name] = plain(SECTIONS[name][None], draw)
     if document["archive"].get("path") in ("", ".", str(folder)):
         document["archive"]["path"] = "rejects"
+    archive = Path(document["archive"].get("path", Config().archive.path))
+    read = [document["model"].get("path", Config().model.path), str(folder / "inspectd.toml"), source.get("path", "")]
+    if any(overlap(archive, Path(other)) for other in read if other.strip()):  # the archive must be a folder of its own
+        document["archive"]["path"] = str(folder.parent / f"{folder.name}-rejects")
+        document["model"]["path"] = str(folder.parent / f"{folder.name}-model")
     return document
 
 

@@ -225,7 +225,10 @@ def test_the_gallery_lists_rejects_newest_first_with_their_heatmaps(tmp_path):
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "20261201-080000-00000003-reject-heatmap.png").write_bytes(b"x")
+    for name in names:
+        os.utime(tmp_path / name, (1_000_000, 1_000_000))  # long written: a frame without a heatmap had its heatmap fail
     (tmp_path / "20261201-100000-00000005-reject.png").symlink_to(tmp_path / names[0])
+    (tmp_path / "20261201-110000-00000006-reject.png").write_bytes(b"x")  # just written: its heatmap is on its way
     (tmp_path / "notes.txt").write_text("x")
     found = pictures(tmp_path)
     assert [p.frame for p in found] == [4, 3, 1] and found[1].heatmap == "20261201-080000-00000003-reject-heatmap.png"

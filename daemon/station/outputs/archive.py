@@ -1,6 +1,7 @@
 """``[archive]``: each REJECT's frame and heatmap overlay (and optionally a sample of PASS
-frames) as PNG in a state folder, within a quota that counts every file in the folder, oldest
-deleted first (``archive_files``: each file appears whole or not at all).
+frames) as PNG in a folder of the station's own, within a quota: its oldest files deleted first,
+never a file it did not write (``archive_files``: the folder is taken, locked, and each file
+appears whole or not at all).
 
 Files: <path>/<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png (the frame, lossless, reusable for
 training) and the same name with -heatmap, labelled with the verdict and threshold the
@@ -12,9 +13,10 @@ verdict record is sent at once and names the file (INSPECTD_IMAGE) before it is 
 keeps that name honest:
 
 - A frame is *taken*, and named, only when it can be written soon: the frames waiting take
-  less than BACKLOG_S seconds to write at the speed measured on this disk (and less than
-  BACKLOG_BYTES of memory), and the filesystem has room for them (by what this station's
-  files take, with a margin). A frame that is not taken is recorded without INSPECTD_IMAGE.
+  less than BACKLOG_S seconds to write at the speed measured on this disk (per frame and per
+  byte: ``write_cost``; and less than BACKLOG_BYTES of memory), and the filesystem has room for
+  them (by what this station's files take, with a margin). A frame that is not taken is
+  recorded without INSPECTD_IMAGE.
 - While more than half of BACKLOG_S of writing waits, and while a stop drains, files are
   stored rather than deflated (``png``'s fast mode: lossless, about 20 times faster, as large
   as the pixels): a burst of rejects is archived whole rather than refused.
@@ -23,7 +25,8 @@ keeps that name honest:
   INSPECTD_RECOVERED = archive) when the archive takes frames again (RECOVER_AFTER in a row),
   with how many it missed. After a failed write, frames are written as unnamed probes, one
   every PROBE_EVERY_S, until one is written; the record that ends the episode names it. A
-  taken frame whose write failed is named in a fault record (INSPECTD_UNWRITTEN).
+  taken frame whose write failed is named in a fault record (INSPECTD_UNWRITTEN) when it fails,
+  with the error (ENOSPC: the disk is full).
 - ``drain`` (on stop, before the stop record) waits for the frames taken, until a deadline the
   station sets below systemd's TimeoutStopSec; what is still unwritten then is abandoned and
   named in a fault record. The writer leaves OpenCV before the process exits (a thread inside
@@ -44,7 +47,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -52,22 +55,26 @@ import numpy as np
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.runtime.heatmap import overlay
-from inspectd.daemon.station.outputs.archive_files import ArchiveFolder, NoRoom
+from inspectd.daemon.station.outputs.archive_files import ArchiveFolder, NoRoom, OwnershipError, check_ownership
 from inspectd.daemon.station.outputs.interface import EventKind, Fault, Notice, Output, OutputConfig, describe, error_name
 from inspectd.daemon.station.outputs.png import Abandoned, encode_png
+from inspectd.daemon.station.outputs.write_cost import Estimate
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.verdict import FrameVerdict
 
 BACKLOG_S = 4.0  # seconds of writing the frames waiting may take: what a stop must drain
 BACKLOG_BYTES = 128 * 1024 * 1024  # pixels waiting, in memory; one frame is always taken when none waits
-PRIOR_S_PER_BYTE = 200e-9  # before the first write is measured: 5 MB of pixels a second (frame, heatmap, fsync)
+PRIOR_S_PER_BYTE = 200e-9  # before the first write is measured: 5 MB of pixels a second (frame, heatmap)
+PRIOR_S_PER_FRAME = 0.01  # and per frame: two files created, flushed (fsync) and renamed
 ROOM_PER_BYTE = 3.03  # disk room a frame needs per byte of its pixels, before one is measured: frame + heatmap (twice
 ROOM_MARGIN = 1.25  # as wide) uncompressed, a bound PNG never passes; once measured, what this station's PNGs take x margin
+ROOM_PER_FRAME = 8192  # and per frame: two files' headers and last filesystem blocks
 ROOM_SLACK = 64 * 1024
 PROBE_EVERY_S = 2.0  # after a failed write, how often a frame is tried again
 RECOVER_AFTER = 3  # frames taken in a row that end an episode of refusals (no record pair per frame when just too slow)
 OPENCV_WAIT_S = 3.0  # on stop, how long to wait for the writer to leave OpenCV (the heatmap) once abandoned
 HEATMAP_MAX_PIXELS = 4_000_000  # the frame as the heatmap shows it, at most
+OWN_FOLDER_FIX = "give the archive a folder of its own (absent or empty), e.g. /var/lib/inspectd/rejects"
 
 
 @dataclass
@@ -100,7 +107,6 @@ class Episode:
     probing: bool  # a write failed: only a written probe ends it
     missed: int = 0  # frames not archived since it began
     taken: int = 0  # frames taken in a row since the last refusal
-    unwritten: list[int] = field(default_factory=list)  # frames whose records name an image not written, not reported yet
 
 
 class ArchiveOutput:
@@ -109,10 +115,13 @@ class ArchiveOutput:
     def __init__(self, config: ArchiveConfig, on_fault: Callable[[Notice], None] | None = None) -> None:
         path = Path(config.path)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)  # the folder itself is made when it is taken (``start``)
+            check_ownership(path)
         except OSError as exc:
             raise ConfigError(f"cannot create '{path}' ({exc.strerror})", key="archive.path",
                               fix="fix the path or its permissions") from None
+        except OwnershipError as exc:
+            raise ConfigError(str(exc), key="archive.path", fix=OWN_FOLDER_FIX) from None
         self.folder = ArchiveFolder(path, int(config.max_mb * 1024 * 1024))
         self.pass_every = config.pass_sample_every
         self.passes = 0
@@ -121,9 +130,8 @@ class ArchiveOutput:
         self.pending: deque[Item] = deque()
         self.current: Item | None = None  # being written
         self.backlog = 0  # bytes of pixels of pending + current
-        self.seconds_per_byte = PRIOR_S_PER_BYTE
-        self.room_per_byte = ROOM_PER_BYTE
-        self.measured = False
+        self.seconds = Estimate(PRIOR_S_PER_FRAME, PRIOR_S_PER_BYTE)  # to write a frame here
+        self.room = Estimate(ROOM_PER_FRAME, ROOM_PER_BYTE)  # on the disk, for a frame
         self.episode: Episode | None = None
         self.probe_pending = False
         self.next_probe_at = 0.0
@@ -136,11 +144,18 @@ class ArchiveOutput:
         self.closed = False
 
     def start(self) -> None:
-        """Take the folder: delete what a killed run left half-written, count every file, start the writer."""
+        """Take the folder (made, or adopted when it holds nothing but the station's files; locked): delete what a killed
+        run left half-written, count the station's files, start the writer. A folder that cannot be taken (not the
+        station's, held by another station, not a folder) begins an episode of failed writes: the verdicts go on, and
+        the probes take the folder as soon as it can be (``inspectd check`` and ``run`` refuse such a folder at start)."""
         with self.lock:
             if self.writer is not None or self.closed:
                 return
-            removed = self.folder.open()
+            try:
+                removed = self.folder.take()
+            except (OwnershipError, OSError) as exc:
+                removed = 0
+                self._begin(f"cannot take {self.folder.path}: {describe(exc)}", probing=True, error=_error_code(exc))
             self.writer = threading.Thread(target=self._write_loop, name="archive", daemon=True)
             self.writer.start()
         if removed:
@@ -212,20 +227,20 @@ class ArchiveOutput:
         if self.writer is not None:
             self.writer.join(timeout=1.0)  # alive after that only if stuck in a system call (a dead disk): no OpenCV
             if not self.writer.is_alive():
-                self.folder.close()  # else it still writes through them; the process ends soon
+                self.folder.release()  # else it still writes through them; the process ends soon
 
     # ---------------------------------------------------------------- the loop's side (under self.lock)
 
     def _refusal(self, nbytes: int) -> str | None:
         """Why a frame of ``nbytes`` of pixels cannot be taken now, or None."""
+        waiting = len(self.pending) + (self.current is not None)
         if self.backlog:
-            waiting = len(self.pending) + (self.current is not None)
             if self.backlog + nbytes > BACKLOG_BYTES:
                 return f"behind: {waiting} frames ({self.backlog / 2**20:.0f} MB of pixels) wait to be written"
-            if (self.backlog + nbytes) * self.seconds_per_byte > BACKLOG_S:
-                return (f"behind: a frame takes about {nbytes * self.seconds_per_byte:.1f} s to write here and {waiting} wait "
+            if self.seconds.of(waiting + 1, self.backlog + nbytes) > BACKLOG_S:
+                return (f"behind: a frame takes about {self.seconds.of(1, nbytes):.1f} s to write here and {waiting} wait "
                         f"(at most {BACKLOG_S:g} s of writing may wait)")
-        need = int((self.backlog + nbytes) * self.room_per_byte) + ROOM_SLACK
+        need = int(self.room.of(waiting + 1, self.backlog + nbytes)) + ROOM_SLACK
         try:
             disk = os.statvfs(self.folder.path)
         except OSError:
@@ -252,7 +267,10 @@ class ArchiveOutput:
         """A fault record when frames stop being archived, or when refusals turn into a failed write; else nothing."""
         episode = self.episode
         if episode is not None and (episode.probing or not probing):
-            episode.unwritten += unwritten or []
+            if unwritten:  # taken before the episode began, failed now: said now, for what it is (ENOSPC is the disk)
+                self.notify(Notice(EventKind.FAULT, f"archive: frame {_frames(unwritten)} not written: {reason}; its record names "
+                                                    "an image that does not exist",
+                                   {"fault": Fault.ARCHIVE, "error": error or "unwritten", "unwritten": _frames(unwritten)}))
             return
         if episode is None:
             self.episode = episode = Episode(reason, probing)
@@ -275,11 +293,8 @@ class ArchiveOutput:
         if probe is not None:
             written = f"; frame {probe.verdict.frame} archived as {probe.path}"
             fields |= {"frame": probe.verdict.frame, "image": probe.path}
-        unwritten = f"; frames {_frames(episode.unwritten)}: named by their records, not written" if episode.unwritten else ""
-        if episode.unwritten:
-            fields["unwritten"] = _frames(episode.unwritten)
         self.notify(Notice(EventKind.START, f"archive: taking frames again{written}; {episode.missed} frames were not archived "
-                                            f"({episode.reason}){unwritten}", fields, trouble=("archive", "")))
+                                            f"({episode.reason})", fields, trouble=("archive", "")))
 
     def _report_left(self) -> None:
         with self.lock:
@@ -291,11 +306,11 @@ class ArchiveOutput:
             self.backlog -= sum(item.nbytes for item in self.pending)
             self.pending.clear()
             episode = self.episode
-            if episode is not None:
-                left, episode.unwritten = left + episode.unwritten, []
         if left:
-            self.notify(Notice(EventKind.FAULT, f"archive: stopped before frames {_frames(left)} were written (disk too slow for the "
-                                                "time a stop may take); their records name images that do not exist",
+            why = (f"while writes were failing ({episode.reason})" if episode is not None and episode.probing
+                   else "the disk too slow for the time a stop may take")
+            self.notify(Notice(EventKind.FAULT, f"archive: stopped before frames {_frames(left)} were written ({why}); their records "
+                                                "name images that do not exist",
                                {"fault": Fault.ARCHIVE, "error": "stopped", "unwritten": _frames(left)}))
 
     # ---------------------------------------------------------------- the writer thread
@@ -320,20 +335,14 @@ class ArchiveOutput:
     def _measure(self, item: Item, seconds: float) -> None:
         """What a frame costs here: seconds to write (deflated ones only: the admission stays on the safe side) and
         room on the disk, per byte of pixels; a running mean of the last few."""
-        took, room = seconds / max(item.nbytes, 1), item.size / max(item.nbytes, 1) * ROOM_MARGIN
-        if not self.measured:
-            self.room_per_byte, self.measured = room, True
-            if not item.fast:
-                self.seconds_per_byte = took
-            return
-        self.room_per_byte = 0.5 * (self.room_per_byte + room)
+        self.room.measured(item.nbytes, item.size * ROOM_MARGIN)
         if not item.fast:
-            self.seconds_per_byte = 0.5 * (self.seconds_per_byte + took)
+            self.seconds.measured(item.nbytes, seconds)
 
     def _write(self, item: Item) -> Exception | None:
         verdict, stop = item.verdict, self.abandon.is_set
         with self.lock:  # behind, or stopping: stored, not deflated, so that it catches up (files as large as the pixels)
-            item.fast = fast = self.draining or (self.backlog - item.nbytes) * self.seconds_per_byte > BACKLOG_S / 2
+            item.fast = fast = self.draining or self.seconds.of(len(self.pending), self.backlog - item.nbytes) > BACKLOG_S / 2
         try:
             if stop():
                 raise Abandoned("stopped before the file was started")
@@ -370,7 +379,7 @@ class ArchiveOutput:
             self.next_probe_at = time.monotonic() + PROBE_EVERY_S
             if self.episode is not None:
                 self.episode.missed += 1
-        if isinstance(error, (OSError, NoRoom)):  # the disk or the folder: an episode, until a write succeeds again
+        if isinstance(error, (OSError, NoRoom, OwnershipError)):  # the disk or the folder: an episode, until a write succeeds again
             self._begin(f"cannot write {item.path.name if not item.written else item.path.stem + '-heatmap.png'}: {describe(error)}",
                         probing=True, error=_error_code(error), unwritten=lost)
             return

@@ -66,7 +66,8 @@ class JournalOutput:
                  to_stderr: bool = False) -> None:
         self.config = config
         self.send = None if to_stderr else (send or journal_sender())
-        self.stream = stream or sys.stderr
+        self.own_stream = None if stream is not None else private_stderr()
+        self.stream = stream or self.own_stream or sys.stderr
         self.frames = self.rejects = 0
         self.window_start = time.monotonic()
         self.window_frames = 0
@@ -115,3 +116,21 @@ class JournalOutput:
         self.closed = True
         if self.frames and self.config.log == "rejects":
             self.summary()
+        if self.own_stream is not None:
+            self.own_stream.close()
+
+
+def private_stderr() -> TextIO | None:
+    """The process's stderr through a descriptor of its own, or None when sys.stderr is not descriptor 2 (a test's).
+
+    ``read_image`` points descriptor 2 elsewhere for an instant while libjpeg decodes (its warnings have no other
+    channel); a record written through descriptor 2 meanwhile, by the loop's thread, would land there: lost, or taken
+    for a warning about the frame being decoded.
+    """
+    try:
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            return None
+        sys.stderr.flush()
+        return os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -34,7 +34,7 @@ import numpy as np
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.livetap import (CLIPPED_BRIGHT, CLIPPED_DARK, HISTOGRAM_BINS, KEEP, SHOWN_MAX_SIDE, STATE_FILE, Aids, LiveState,
-                                     frame_name, heatmap_name, write_atomically)
+                                     frame_name, heatmap_name, is_tap_file, write_atomically)
 from inspectd.daemon.station.outputs.interface import EventKind, Fault, Notice, Output, OutputConfig, describe
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.verdict import FrameVerdict
@@ -162,7 +162,7 @@ class LiveTap:
             self.writer.join(timeout=2.0)
         if self.folder is not None:
             for name in os.listdir(self.folder) if self.folder.is_dir() else []:
-                if name == STATE_FILE or name.endswith((".jpg", ".png", ".tmp")):
+                if is_tap_file(name):  # its own names only: never another .jpg or .png put in its folder
                     try:
                         os.unlink(self.folder / name)
                     except OSError:

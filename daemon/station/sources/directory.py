@@ -38,6 +38,10 @@ that is dangling or loops) is never opened: one fault record per run, and it sta
 is. A symlink to an image file is inspected, and the link is what moves. Names that are not
 UTF-8 or hold control characters appear escaped (``\\xff``) in records.
 
+One station per watched folder: the folder is locked (``flock``) while it is watched, and a
+second station (or ``inspectd collect``, which reads a watched folder's files and leaves them
+where they are) is refused, naming the process that holds it.
+
 The folder must exist at start (a configuration error otherwise: it is a typo or a missing
 install step, which restarting cannot fix; a mount point exists even before its mount). If it
 vanishes or cannot be listed later, that is a source fault: a fault record, the ready line
@@ -47,6 +51,8 @@ files waiting in it.
 
 from __future__ import annotations
 
+import copy
+import errno
 import os
 import re
 import stat
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
+from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.image_header import declared_size
 from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_kind, list_images, read_image
 from inspectd.daemon.station.settings import internal, setting
@@ -86,6 +93,7 @@ class DirectoryConfig(SourceConfig):
     done: str = setting(WATCH_DEFAULTS["done"], choices=("move", "delete"))  # watch: what happens to an inspected file
     backlog: str = setting(WATCH_DEFAULTS["backlog"], choices=("inspect", "skip"))  # watch: files waiting at start
     opened: bool = internal(False)  # a watched folder's backlog is skipped at the first open only
+    consume: bool = internal(True)  # watch: files leave the folder once recorded; False: only read (``reading_only``)
 
     def check(self) -> None:
         super().check()
@@ -117,6 +125,13 @@ class DirectoryConfig(SourceConfig):
         finally:
             source.close()
 
+    def reading_only(self) -> DirectoryConfig:
+        """The same folder for a reader that is not the station (``inspectd collect``): a watched folder's files are read
+        and left where they are, with the folder shared with other readers but never with a station."""
+        reader = copy.copy(self)
+        reader.consume = False
+        return reader
+
     def preflight(self, notes: list[str]) -> Frame | None:
         """A replay: its first frame through the ROI, and the ROI against every image's header (a replay stops, exit 78, at the
         first image it does not fit). A watched folder: its frames come later, each checked as it arrives."""
@@ -146,7 +161,7 @@ class DirectoryConfig(SourceConfig):
         if self.mode != "watch":
             return DirectorySource(self.path, self.mode, self.max_pixels)
         source = WatchedFolder(self.path, self.max_pixels, self.settle_s, self.done,
-                               skip_backlog=self.backlog == "skip" and not self.opened)
+                               skip_backlog=self.backlog == "skip" and not self.opened and self.consume, consume=self.consume)
         self.opened = True
         return source
 
@@ -214,9 +229,11 @@ class WatchedFolder:
     """``mode = "watch"``: see the module docstring."""
 
     def __init__(self, path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, settle_s: float = 0.2, done: str = "move",
-                 skip_backlog: bool = False) -> None:
+                 skip_backlog: bool = False, consume: bool = True) -> None:
         self.folder, self.max_pixels, self.settle_s, self.delete = Path(path), max_pixels, settle_s, done == "delete"
+        self.consume = consume
         self.name = f"directory:{shown(self.folder)}"
+        self.claim = self._claim()
         self.lock = threading.Lock()  # the loop confirms frames (Frame.done) from its own thread
         self.events = 0  # frames returned and faults raised so far
         self.handed: list[Handed] = []
@@ -257,7 +274,19 @@ class WatchedFolder:
             time.sleep(WATCH_POLL_S)
 
     def close(self) -> None:
-        pass
+        self.claim.release()
+
+    def _claim(self) -> Claim:
+        """The folder's lock: one station consumes it (exclusive); readers that leave the files share it, never with a station."""
+        try:
+            return Claim.take(self.folder, "the watched folder", shared=not self.consume)
+        except Held as held:
+            raise SourceFault(f"{held}", file=shown(self.folder),
+                              fix="one station per watched folder: stop the other one (`inspectd collect` reads a watched "
+                                  "folder only while no station consumes it)") from None
+        except OSError as exc:
+            raise SourceFault(f"cannot be listed ({exc.strerror or exc}): the watched folder is gone or unreadable", file=shown(self.folder),
+                              fix="restore the folder (or its mount); inspection resumes with the files waiting in it") from None
 
     # --- finding files
 
@@ -357,6 +386,10 @@ class WatchedFolder:
             if quiet < self.settle_s * UNREADABLE_AFTER:
                 self.undecodable[name] = expected  # changed recently, perhaps half written: read again when it changes or stays so
                 return None
+            if not self.consume:
+                self.kept[name] = expected
+                self.notes.append(BadFrame(problem, file=shown(self.folder / name), fix=fix))
+                return None
             try:  # moved before it is reported: the file is never lost, and reported once
                 self._move(name, FAILED)
                 where = f"moved to {FAILED}/"
@@ -378,6 +411,9 @@ class WatchedFolder:
         if entry.finished:
             return
         entry.finished = True
+        if not self.consume:
+            self.kept[entry.name] = entry.signature  # read once, left where it is
+            return
         path = self.folder / entry.name
         try:
             if signature(path.stat()) != entry.signature:
@@ -400,8 +436,15 @@ class WatchedFolder:
                                            fix=f"let the service write {shown(self.folder)} (e.g. ReadWritePaths= in the unit)"))
 
     def _move(self, name: str, sub: str) -> None:
+        """Into the station's sub-folder, never through a symlink put in its place (the parts would land wherever it points)."""
         folder = self.folder / sub
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            kind = stat.S_IFMT(os.lstat(folder).st_mode)
+            if kind != stat.S_IFDIR:
+                what = "a symlink" if kind == stat.S_IFLNK else file_kind(kind)
+                raise OSError(errno.ENOTDIR, f"{sub}/ is {what}, not a folder of the station's") from None
         os.rename(self.folder / name, free_name(folder, name))
 
 

@@ -79,6 +79,11 @@ class SourceConfig(Section):
     def open_kind(self) -> Source:
         raise NotImplementedError
 
+    def reading_only(self) -> SourceConfig:
+        """The same source for a reader that is not the station (``inspectd collect``): nothing a station would consume is
+        consumed (a watched folder's files stay). A camera is the same either way: its driver lets one process have it."""
+        return self
+
     def sample(self) -> Frame | None:
         """A first frame through the ROI, for ``inspectd check``, where taking one disturbs nothing (a folder replay).
 
