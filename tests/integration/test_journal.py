@@ -145,7 +145,8 @@ def check_all_mode(run: Run, model: Path, images: list[Path], expected: dict[str
     model_id = model_sha256(model)
     assert "inspectd:" not in run.stderr, "with a journal present nothing may fall back to stderr"
     assert all(r["SYSLOG_IDENTIFIER"] == "inspectd" and r["_TRANSPORT"] == "journal" for r in run.records)
-    assert run.with_id(FAULT) == []
+    # The only fault a loaded machine may rightly give here: the archive falling behind (checked per REJECT below).
+    assert all(is_archive_behind(r) for r in run.with_id(FAULT)), run.with_id(FAULT)
 
     verdicts = run.with_id(VERDICT)
     assert len(verdicts) == len(images), "exactly one verdict record per image, none lost"
@@ -165,7 +166,7 @@ def check_all_mode(run: Run, model: Path, images: list[Path], expected: dict[str
         assert record["MESSAGE"].startswith(f"{verdict} frame {record['INSPECTD_FRAME']} score ")
         assert record["MESSAGE"].endswith(record["INSPECTD_SOURCE"])
         if verdict == "REJECT":
-            check_archived(record, run.archive, images[0].parent)
+            check_archived_or_said(run, record, images[0].parent)
         else:
             assert "INSPECTD_IMAGE" not in record  # pass_sample_every = 0: passes are not archived
 
@@ -178,6 +179,20 @@ def check_all_mode(run: Run, model: Path, images: list[Path], expected: dict[str
     assert kinds == {"PASS", "REJECT"}, f"the images should give both verdicts, got only {kinds}"
     rejects = sum(r["INSPECTD_VERDICT"] == "REJECT" for r in verdicts)
     check_start_and_stop(run, model_id, len(images), rejects)
+
+
+def is_archive_behind(record: dict) -> bool:
+    return record.get("INSPECTD_FAULT") == "archive" and record.get("INSPECTD_ERROR") == "behind"
+
+
+def check_archived_or_said(run: Run, record: dict, image_folder: Path) -> None:
+    """What the station promises for a REJECT: its picture archived, or its record without INSPECTD_IMAGE after a fault
+    record saying the archive fell behind (a loaded machine; the verdict is never held up for the archive)."""
+    if "INSPECTD_IMAGE" in record:
+        check_archived(record, run.archive, image_folder)
+        return
+    at = run.records.index(record)
+    assert any(is_archive_behind(r) for r in run.records[:at]), f"frame {record['INSPECTD_FRAME']}: not archived, and no record says why"
 
 
 def check_archived(record: dict, archive: Path, image_folder: Path) -> None:
@@ -210,7 +225,7 @@ def test_cookie_replay_one_record_per_image_matching_infer(cookie_model, cookie_
     run = run_station(tmp_path, cookie_model, cookie_images[0].parent, log="all")
     check_all_mode(run, cookie_model, cookie_images, cookie_expected)
     archived = sorted(p.name for p in run.archive.glob("*.png") if not p.name.endswith("-heatmap.png"))
-    assert len(archived) == sum(r["verdict"] == "REJECT" for r in cookie_expected.values())
+    assert len(archived) == sum(r["INSPECTD_VERDICT"] == "REJECT" and "INSPECTD_IMAGE" in r for r in run.with_id(VERDICT))
 
 
 def test_cookie_replay_log_rejects_only(cookie_model, cookie_images, cookie_expected, tmp_path):
@@ -225,7 +240,7 @@ def test_cookie_replay_log_rejects_only(cookie_model, cookie_images, cookie_expe
     assert [int(r["INSPECTD_FRAME"]) for r in verdicts] == [names.index(name) + 1 for name in rejected]
     for record in verdicts:
         assert record["PRIORITY"] == "4"
-        check_archived(record, run.archive, cookie_images[0].parent)
+        check_archived_or_said(run, record, cookie_images[0].parent)
 
     summaries = run.with_id(SUMMARY)
     assert len(summaries) == 1, "one summary, at stop"
