@@ -1,7 +1,7 @@
 """The publisher's figures on this machine, inside a private journald with a real Mosquitto (TLS, password), as
 tests/integration/test_publish.py runs them (needs root):
 
-    sudo .venv/bin/python bench/publish.py [--backlog 20000] [--seconds 20] [--station-frames 400] [--rounds 8] [--json out.json]
+    sudo .venv/bin/python bench/publish.py [--backlog 20000] [--seconds 20] [--station-frames 1000] [--rounds 8] [--json out.json]
 
 1. throughput (the publisher at the default priority: what the code costs): a backlog of verdict records (written while no publisher runs) published to the broker, first to last
    delivery; against the journal reader alone on the same records (the same run's baseline), and against 50 frames/s;
@@ -188,7 +188,8 @@ def station_rate(jd, broker, work: Path, images: Path, frames: int, with_publish
     station_cpu = cgroup_cpu_seconds(jd)
     busy, total = machine_cpu()
     station = jd.run_inside([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(config_path), "--frames", str(frames)],
-                            unit="inspectd.service", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            unit="inspectd.service", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 0))  # the station at the default priority
     station.wait()
     station_cpu = cgroup_cpu_seconds(jd) - station_cpu
     busy_after, total_after = machine_cpu()
@@ -220,6 +221,12 @@ def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
     (work / "follow").mkdir()
     # The packaged configuration's figures: metrics served too (a second reader of every record)
     follow = config(work / "follow", broker, "follow", first_start="now", metrics=f"127.0.0.1:{free_port()}")
+    # On a plant the broker and its subscribers are other machines: here they run beside the station, so they yield to it
+    # too (the broker, and this process whose threads, the subscriber's among them, inherit its niceness; the station is
+    # started at the default one), and the comparison is the station against the publisher alone.
+    if broker.proc is not None:
+        os.setpriority(os.PRIO_PROCESS, broker.proc.pid, 19)
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
     load_before = os.getloadavg()
     pairs = []
     for number in range(rounds):
@@ -238,6 +245,7 @@ def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
     ratio = statistics.median(ratios)
     return {
         "frames_per_run": frames, "rounds": rounds, "publisher_started_as": f"{' '.join(NICE)}; {weigh_note(jd)}",
+        "broker_and_subscriber": "niceness 19 (on a plant they are other machines)",
         "alone_frames_per_s": [round(x, 2) for x in alone], "with_publisher_frames_per_s": [round(x, 2) for x in followed],
         "with_over_alone_per_round": [round(x, 4) for x in ratios],
         "with_over_alone_median": round(ratio, 4), "slowdown_percent_median": round((1 - ratio) * 100, 2),
@@ -273,7 +281,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=20.0, help="records written at each rate, in seconds")
-    parser.add_argument("--station-frames", type=int, default=400)
+    parser.add_argument("--station-frames", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=8, help="pairs of station runs, alone and with the publisher")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
