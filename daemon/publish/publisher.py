@@ -43,9 +43,11 @@ REPEAT_S = 300.0  # the same connection failure is said again this often, not at
 READ_BATCH = 500  # records read per turn for the metrics, before the loop looks at the broker again
 # journald wakes its readers at most every 250 ms (its post-change timer); a record is in the mmap'ed file at once, so the
 # loop also looks every POLL_S while records come: a record reaches the broker milliseconds after it is written, not a
-# quarter second. Each look that finds nothing doubles the wait, up to IDLE_POLL_S (journald's own wake-up then comes
-# first): an idle station costs the publisher a few wake-ups a second, not fifty.
+# quarter second. When none came for ACTIVE_S, each look that finds nothing doubles the wait, up to IDLE_POLL_S
+# (journald's own wake-up then comes first): an idle station costs the publisher a few wake-ups a second, not fifty,
+# and a station that pauses a moment (a slow frame) keeps its records' delay.
 POLL_S = 0.02
+ACTIVE_S = 1.0
 IDLE_POLL_S = 0.25
 GAP = object()  # the tag of the gap message
 
@@ -101,7 +103,8 @@ class Publisher:
         self.connected_at = 0.0
         self.last_failure = ("", 0.0)
         self.caught_up = False
-        self.poll_s = POLL_S  # the wait for the journal in this turn: POLL_S after a record, doubling while none comes
+        self.poll_s = POLL_S  # the wait for the journal in this turn: POLL_S while records come, doubling while none does
+        self.last_read = 0.0  # when the last record was read
 
     def request_stop(self, *_: object) -> None:
         self.stop.set()
@@ -196,7 +199,9 @@ class Publisher:
             elif link.connected:
                 read += self.publish_records(journal, link)
                 link.step(0.0, readable=False)  # send what was just queued
-        self.poll_s = POLL_S if read else min(self.poll_s * 2, IDLE_POLL_S)
+        if read:
+            self.last_read = now
+        self.poll_s = POLL_S if now - self.last_read < ACTIVE_S else min(self.poll_s * 2, IDLE_POLL_S)
         self.save()
         self.notify.alive(self.status())
 
