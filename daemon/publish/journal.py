@@ -50,11 +50,39 @@ def open_reader(directory: str | None = None):
     plain = {name: bytes.decode for name in journal.DEFAULT_CONVERTERS}
     plain.update({"__REALTIME_TIMESTAMP": journal.DEFAULT_CONVERTERS["__REALTIME_TIMESTAMP"], "__CURSOR": str,
                   "__MONOTONIC_TIMESTAMP": lambda value: value[0], "COREDUMP": bytes})
+    reader = _plain_reader(journal)
     try:
-        return journal.Reader(path=directory, converters=plain) if directory else journal.Reader(converters=plain)
+        return reader(path=directory, converters=plain) if directory else reader(converters=plain)
     except OSError as exc:
         raise InspectdError(f"the journal cannot be opened ({exc.strerror or exc})", file=directory,
                             fix="run as a member of the systemd-journal group (the unit's SupplementaryGroups=)") from None
+
+
+def _plain_reader(journal):
+    """systemd-python's Reader whose records are the same dicts, read faster: one dict comprehension decodes every field
+    (a station record has about 30) instead of a converter call per field; a field given twice (a list), bytes that
+    are not UTF-8 or a core dump take the reader's own way, field by field."""
+
+    class PlainReader(journal.Reader):
+        def get_next(self, skip: int = 1) -> dict:
+            if not self._next(skip):
+                return {}
+            entry = self._get_all()
+            if not entry:
+                return {}
+            if "COREDUMP" in entry:
+                result = self._convert_entry(entry)
+            else:
+                try:
+                    result = {key: value.decode() for key, value in entry.items()}
+                except (AttributeError, ValueError):
+                    result = self._convert_entry(entry)
+            result["__REALTIME_TIMESTAMP"] = self.converters["__REALTIME_TIMESTAMP"](self._get_realtime())
+            result["__MONOTONIC_TIMESTAMP"] = self._get_monotonic()[0]
+            result["__CURSOR"] = self._get_cursor()
+            return result
+
+    return PlainReader
 
 
 class StationJournal:

@@ -8,7 +8,8 @@ SAVE_INTERVAL_S and when the publisher stops: after a kill -9 the records since 
 (the duplicates the idempotency key lets a consumer drop), never skipped. When the connection breaks, whatever was
 in flight is read again from the journal once the broker is back.
 
-The metrics follow the journal's tail with a reader of their own, so a broker that is down does not stall them;
+The metrics follow the journal's tail with a reader of their own (none when they are not served), so a broker that is
+down does not stall them;
 ``/metrics`` is served by a thread of its own (metrics.MetricsServer).
 """
 
@@ -41,8 +42,13 @@ STABLE_S = 30.0  # a connection that lasted this long resets the backoff
 REPEAT_S = 300.0  # the same connection failure is said again this often, not at every retry
 READ_BATCH = 500  # records read per turn for the metrics, before the loop looks at the broker again
 # journald wakes its readers at most every 250 ms (its post-change timer); a record is in the mmap'ed file at once, so the
-# loop also looks every POLL_S: a record reaches the broker milliseconds after it is written, not a quarter second.
+# loop also looks every POLL_S while records come: a record reaches the broker milliseconds after it is written, not a
+# quarter second. When none came for ACTIVE_S, each look that finds nothing doubles the wait, up to IDLE_POLL_S
+# (journald's own wake-up then comes first): an idle station costs the publisher a few wake-ups a second, not fifty,
+# and a station that pauses a moment (a slow frame) keeps its records' delay.
 POLL_S = 0.02
+ACTIVE_S = 1.0
+IDLE_POLL_S = 0.25
 GAP = object()  # the tag of the gap message
 
 
@@ -97,6 +103,8 @@ class Publisher:
         self.connected_at = 0.0
         self.last_failure = ("", 0.0)
         self.caught_up = False
+        self.poll_s = POLL_S  # the wait for the journal in this turn: POLL_S while records come, doubling while none does
+        self.last_read = 0.0  # when the last record was read
 
     def request_stop(self, *_: object) -> None:
         self.stop.set()
@@ -109,9 +117,10 @@ class Publisher:
             signal.signal(signal.SIGINT, self.request_stop)
         mqtt = self.config.mqtt
         password = mqtt.password() if mqtt else None
-        tail = StationJournal(self.unit, self.directory)
-        tail.start("now")
-        self.metrics.replay(current_run(self.unit, None, self.directory))
+        tail = StationJournal(self.unit, self.directory) if self.config.metrics.enabled else None  # nobody reads them otherwise
+        if tail is not None:
+            tail.start("now")
+            self.metrics.replay(current_run(self.unit, None, self.directory))
         journal = StationJournal(self.unit, self.directory) if mqtt else None
         if journal is not None:
             self.start_publishing(journal)
@@ -163,42 +172,47 @@ class Publisher:
         for entry in entries:
             self.state.update(entry, self.unit)
 
-    def turn(self, journal: StationJournal | None, tail: StationJournal, password: str | None) -> None:
+    def turn(self, journal: StationJournal | None, tail: StationJournal | None, password: str | None) -> None:
         """One turn: connect if due, wait for the journal or the broker, read, publish, take acknowledgements, save."""
         now = time.monotonic()
         if journal is not None and self.link is None and now >= self.next_attempt:
             self.connect(journal, password)
         link = self.link
-        readers = [tail.fileno()] + ([journal.fileno()] if journal is not None else [])
+        readers = [reader.fileno() for reader in (tail, journal) if reader is not None]
         link_fd = link.fileno() if link is not None else None
         busy = link is not None and link.connected and not self.caught_up and link.in_flight() < WINDOW
-        timeout = 0.0 if busy else max(0.0, min(POLL_S, self.next_attempt - now if journal is not None and link is None else POLL_S))
+        timeout = 0.0 if busy else max(0.0, min(self.poll_s, self.next_attempt - now if journal is not None and link is None else self.poll_s))
         readable, _, _ = select.select(readers + ([link_fd] if link_fd is not None else []),
                                        [link_fd] if link is not None and link.wants_write() else [], [], timeout)
-        if tail.fileno() in readable:
+        if tail is not None and tail.fileno() in readable:
             tail.process()
         if journal is not None:
             if journal.fileno() in readable:
                 journal.process()
             self.caught_up = False  # look again: the record may be there before journald says so
-        self.follow(tail)
+        read = self.follow(tail) if tail is not None else 0
         if link is not None:
             link.step(0.0, readable=link_fd in readable)
             self.take_acknowledgements(link)
             if link.lost is not None:
                 self.disconnected(journal, link.lost)
             elif link.connected:
-                self.publish_records(journal, link)
+                read += self.publish_records(journal, link)
                 link.step(0.0, readable=False)  # send what was just queued
+        if read:
+            self.last_read = now
+        self.poll_s = POLL_S if now - self.last_read < ACTIVE_S else min(self.poll_s * 2, IDLE_POLL_S)
         self.save()
         self.notify.alive(self.status())
 
-    def follow(self, tail: StationJournal) -> None:
-        for _ in range(READ_BATCH):
+    def follow(self, tail: StationJournal) -> int:
+        """The new records into the metrics; how many."""
+        for count in range(READ_BATCH):
             entry = tail.next()
             if entry is None:
-                return
+                return count
             self.metrics.observe(entry)
+        return READ_BATCH
 
     # ------------------------------------------------------------------ the broker
 
@@ -262,13 +276,16 @@ class Publisher:
             journal.rewind(self.first_read)
             self.last_frame = (None, None, None)
 
-    def publish_records(self, journal: StationJournal | None, link: Link) -> None:
+    def publish_records(self, journal: StationJournal | None, link: Link) -> int:
+        """Publishes the next records, up to the window; how many."""
         assert journal is not None
+        count = 0
         while link.in_flight() < WINDOW:
             entry = journal.next()
             if entry is None:
                 self.caught_up = True
-                return
+                return count
+            count += 1
             if self.first_read is None:
                 self.first_read = str(entry["__CURSOR"])
             origin = Origin.of(entry)
@@ -276,6 +293,7 @@ class Publisher:
             link.publish(message, (self.position_of(entry, origin), message.kind))
             if self.state.update(entry, self.unit):
                 link.publish(state_message(self.state, self.topics))
+        return count
 
     def message(self, entry: Mapping[str, object], origin: Origin) -> Message:
         try:
