@@ -134,7 +134,7 @@ def speed(checkpoint, samples: list[Sample], color: str) -> tuple[float, float]:
     from .progress import Bar, quiet
 
     with tempfile.TemporaryDirectory() as folder, Bar("inspectd train", "timing the exported graph"), quiet():
-        export_ir(checkpoint, Path(folder))
+        export_ir(checkpoint, Path(folder), None)  # unscaled: the same graph for timing
         model = Model(schema.ModelFolder(Path(folder), _draft(checkpoint, color)), precision="f32")
         frames = [read_image(s.path) for s in samples[:3]] or [np.full((480, 640) if color == schema.GRAY else (480, 640, 3), 128, np.uint8)]
         times = [model.infer(frame).latency_ms for _ in range(5) for frame in frames]
