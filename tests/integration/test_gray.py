@@ -40,7 +40,8 @@ def gray_cookie(cookie: Path, tmp_path_factory) -> Path:
 def gray_model(gray_cookie: Path, tmp_path_factory) -> Path:
     """`inspectd train` on the gray set: Lite0 (offline weights) at 128 px, about a minute."""
     out = tmp_path_factory.mktemp("gray_train") / "run"
-    result = run_cli("train", gray_cookie, "--out", out, "--image-size", "128")
+    # A loose operating point (10% of good parts rejected): the colour tests below need defective images it rejects.
+    result = run_cli("train", gray_cookie, "--out", out, "--image-size", "128", "--false-reject-rate", "0.1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "are grayscale" in result.stderr
     return out / "model"
@@ -83,8 +84,26 @@ def test_export_of_a_plain_anomalib_checkpoint_reads_gray_from_the_calibration_i
         "trained on, or --color gray")
 
 
+def scored(model: Path, folder: Path) -> list[dict]:
+    result = run_cli("infer", model, *sorted(folder.glob("*.png")), "--json")
+    return sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda record: record["score"])
+
+
+def rejected_crack(model: Path, gray_cookie: Path) -> Path:
+    """The cracked cookie this folder scores highest, which it must reject (what the colour tests feed as a defect)."""
+    worst = scored(model, gray_cookie / "test" / "cracked")[-1]
+    assert worst["verdict"] == "REJECT", worst
+    return Path(worst["image"])
+
+
+def passed_good(model: Path, gray_cookie: Path) -> Path:
+    best = scored(model, gray_cookie / "test" / "good")[0]
+    assert best["verdict"] == "PASS", best
+    return Path(best["image"])
+
+
 def test_infer_takes_gray_and_equal_channel_files_and_refuses_colour(gray_model, gray_cookie, cookie, tmp_path):
-    gray = gray_cookie / "test" / "cracked" / "000.png"
+    gray = rejected_crack(gray_model, gray_cookie)
     equal = tmp_path / "equal.png"
     cv2.imwrite(str(equal), cv2.cvtColor(cv2.imread(str(gray), cv2.IMREAD_UNCHANGED), cv2.COLOR_GRAY2BGR))
     colour = cookie / "test" / "cracked" / "000.jpg"
@@ -109,8 +128,8 @@ def test_a_colour_folder_refuses_gray_files_naming_the_fix(cookie_model, gray_co
 def test_the_station_inspects_gray_frames_and_faults_a_colour_one(gray_model, gray_cookie, cookie, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
-    (folder / "a.png").symlink_to(gray_cookie / "test" / "good" / "000.png")
-    cv2.imwrite(str(folder / "b.jpg"), cv2.cvtColor(cv2.imread(str(gray_cookie / "test" / "cracked" / "001.png"), cv2.IMREAD_UNCHANGED),
+    (folder / "a.png").symlink_to(passed_good(gray_model, gray_cookie))
+    cv2.imwrite(str(folder / "b.png"), cv2.cvtColor(cv2.imread(str(rejected_crack(gray_model, gray_cookie)), cv2.IMREAD_UNCHANGED),
                                                    cv2.COLOR_GRAY2BGR))
     (folder / "c.jpg").symlink_to(cookie / "test" / "good" / "001.jpg")
     config = tmp_path / "inspectd.toml"
@@ -118,7 +137,7 @@ def test_the_station_inspects_gray_frames_and_faults_a_colour_one(gray_model, gr
                       f'[archive]\npath = "{tmp_path / "archive"}"\npass_sample_every = 1\n')
     memory = MemoryOutput()
     assert Station(load(config), extra_outputs=[memory]).run() == 0
-    assert [(v.source, v.rejected) for v in memory.verdicts] == [("a.png", False), ("b.jpg", True)]
+    assert [(v.source, v.rejected) for v in memory.verdicts] == [("a.png", False), ("b.png", True)]
     faults = [message for kind, message, _ in memory.events if kind == "fault"]
     assert len(faults) == 1 and "c.jpg: is a colour frame but the model folder was trained on grayscale images" in faults[0]
     archived = sorted(p.name for p in (tmp_path / "archive").rglob("*.png"))
