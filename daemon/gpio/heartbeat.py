@@ -58,9 +58,11 @@ class Heartbeat:
                 return
             # Measured from now, not from the previous due time: after a stall the wave
             # resumes without a burst of catch-up edges, so the PLC sees the gap.
+            # The state changes only once the line took the level: a write that fails is tried
+            # again on every tick (a tick that skipped the write must not pass for a working line).
+            self._line.set(not self._level)
             self._last = now
             self._level = not self._level
-            self._line.set(self._level)
 
     def fault(self) -> None:
         """Stop signalling, inactive, until ``healthy()``."""

@@ -289,6 +289,17 @@ def test_a_fault_after_a_reject_keeps_its_pulse(gpio):
 # The ready heartbeat.
 
 
+def test_a_heartbeat_on_a_failing_line_fails_on_every_tick_until_a_write_works(gpio):
+    """A tick that skipped the write (not due yet) must not pass for a working line: the station would record the
+    line working again, then failing again, every period (found under load by test_fault_boundary)."""
+    line = gpio.output("GPIO22", consumer="inspectd-ready")
+    beat = Heartbeat(line, period_ms=500)
+    line.close()  # the chip went away: every write raises
+    for now in (0.0, 0.01, 0.02, 0.3):
+        with pytest.raises(RuntimeError):
+            beat.tick(now)
+
+
 def test_heartbeat_toggles_on_ticks(gpio):
     beat = Heartbeat(gpio.output("GPIO22", consumer="inspectd-ready"), period_ms=500)
     for ms in range(0, 2001, 10):
