@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from inspectd.daemon.errors import InspectdError, SourceError
+from inspectd.daemon.files import file_kind
 from inspectd.daemon.runtime.image_header import Header, Refused, read_header
 
 # OpenCV prints its own decoder complaints to stderr; inspectd reports a bad file in one line of its own.
@@ -150,15 +151,6 @@ def _jpeg_damage_warnings(wanted: bool):
                     others += line
             if others:
                 os.write(2, others)
-
-
-def file_kind(mode: int) -> str:
-    """What a file that is not a regular one is, for an error line."""
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 def list_images(folder: Path) -> list[Path]:

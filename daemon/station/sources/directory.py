@@ -63,9 +63,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from inspectd.daemon.errors import ConfigError, InspectdError, SourceError
-from inspectd.daemon.files import Claim, Held
+from inspectd.daemon.files import Claim, Held, file_kind
 from inspectd.daemon.runtime.image_header import declared_size
-from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_kind, list_images, read_image
+from inspectd.daemon.runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, read_image
 from inspectd.daemon.station.settings import internal, setting
 from inspectd.daemon.station.sources.interface import BadFrame, Frame, Source, SourceConfig, SourceEnded, SourceFault
 
