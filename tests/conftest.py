@@ -90,6 +90,18 @@ def synthetic_verdict(frame: int, height: int = 48, width: int = 64, rejected: b
                         pixels=pixels)
 
 
+@pytest.fixture(scope="session")
+def amd64_package(tmp_path_factory) -> Path:
+    """The amd64 package of this checkout (systemd/deb/build.sh): what a station installs; built once per run."""
+    out = tmp_path_factory.mktemp("deb")
+    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
+                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
+    if build.returncode == 75:  # the wheels can be neither downloaded nor found in the cache
+        pytest.skip(build.stderr.strip())
+    assert build.returncode == 0, build.stderr
+    return Path(build.stdout.split()[-1])
+
+
 def checkpoint_cache() -> Path:
     """Where trained checkpoints are kept between runs: the CI cache when writable, else the user's."""
     for folder in (Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")), Path.home() / ".cache" / "inspectd-ci"):

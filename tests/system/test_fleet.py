@@ -17,14 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_MODEL, ROOT
+from conftest import DEMO_MODEL
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.testing.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
 
@@ -36,18 +35,6 @@ REMOTE = "/var/log/journal/remote"
 COLLECTOR_ADDRESS = "10.231.7.1"
 STATIONS = {"station-a": ("10.231.7.11", 7), "station-b": ("10.231.7.12", 4)}  # host name: (address, images it inspects)
 DEBS = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")) / "journal-remote-debs"
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    """The amd64 package of this checkout (systemd/deb/build.sh), as test_service builds it."""
-    out = tmp_path_factory.mktemp("deb")
-    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
-                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
-    if build.returncode == 75:
-        pytest.skip(build.stderr.strip())
-    assert build.returncode == 0, build.stderr
-    return Path(build.stdout.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +95,9 @@ def remote_verdicts(collector: Container) -> dict[str, int]:
     return counts
 
 
-def test_two_stations_one_collector_one_report(package: Path, journal_remote_debs: Path, images: Path):
+def test_two_stations_one_collector_one_report(amd64_package: Path, journal_remote_debs: Path, images: Path):
     zone = f"ifl{uuid.uuid4().hex[:6]}"  # a network zone of this test's own (bridge vz-<zone>), gone with the containers
-    binds = [(package.parent, "/mnt/deb"), (journal_remote_debs, "/mnt/journal-remote"), (images, "/mnt/images")]
+    binds = [(amd64_package.parent, "/mnt/deb"), (journal_remote_debs, "/mnt/journal-remote"), (images, "/mnt/images")]
     remote_debs = [f"/mnt/journal-remote/{deb.name}" for deb in sorted(journal_remote_debs.glob("*.deb"))]
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: subprocess.run(["ip", "link", "del", f"vz-{zone}"], capture_output=True))  # if nspawn left it
@@ -120,7 +107,7 @@ def test_two_stations_one_collector_one_report(package: Path, journal_remote_deb
         subprocess.run(["ip", "link", "set", "dev", f"vz-{zone}", "up"], check=True)
         collector = boxes["collector"]
         network(collector, "collector", COLLECTOR_ADDRESS)
-        install(collector, f"/mnt/deb/{package.name}", *remote_debs)
+        install(collector, f"/mnt/deb/{amd64_package.name}", *remote_debs)
         # journal-remote's packaged unit listens for HTTPS with certificates; the test's zone is private: plain HTTP.
         collector.write_file("/etc/systemd/system/systemd-journal-remote.service.d/50-test.conf",
                              "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-journal-remote --listen-http=-3 "
@@ -133,7 +120,7 @@ def test_two_stations_one_collector_one_report(package: Path, journal_remote_deb
         for name, (address, _) in STATIONS.items():
             box = boxes[name]
             network(box, name, address)
-            install(box, f"/mnt/deb/{package.name}", *remote_debs)
+            install(box, f"/mnt/deb/{amd64_package.name}", *remote_debs)
             box.write_file("/etc/systemd/journal-upload.conf", f"[Upload]\nURL=http://{COLLECTOR_ADDRESS}:19532\n")
             box.run(["systemctl", "start", "systemd-journal-upload.service"])
             box.run(["cp", "-r", "/mnt/images/model", "/var/lib/inspectd/model"])

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_MODEL, ROOT
+from conftest import DEMO_MODEL
 from inspectd.daemon.demo.scene import generate_station_dataset
 from inspectd.testing.mosquitto import make_certificates
 from inspectd.testing.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
@@ -28,17 +27,6 @@ pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container u
 DEBS = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")) / "mosquitto-debs"
 PASSWORD = "station-secret"
 TOPICS = "inspectd/station-p/#"
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
-                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
-    if build.returncode == 75:
-        pytest.skip(build.stderr.strip())
-    assert build.returncode == 0, build.stderr
-    return Path(build.stdout.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +56,12 @@ def payload(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def station(package: Path, mosquitto_debs: Path, payload: Path) -> Iterator[Container]:
-    binds = [(package.parent, "/mnt/deb"), (mosquitto_debs, "/mnt/mosquitto"), (payload, "/mnt/payload")]
+def station(amd64_package: Path, mosquitto_debs: Path, payload: Path) -> Iterator[Container]:
+    binds = [(amd64_package.parent, "/mnt/deb"), (mosquitto_debs, "/mnt/mosquitto"), (payload, "/mnt/payload")]
     with booted_container(DEFAULT_ROOT, binds_ro=binds) as box:
         box.run(["python3", "-c", "import socket; socket.sethostname('station-p')"])
         box.write_file("/etc/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost\n")  # debootstrap's minbase has none; a Pi has
-        box.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", f"/mnt/deb/{package.name}",
+        box.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", f"/mnt/deb/{amd64_package.name}",
                  *(f"/mnt/mosquitto/{deb.name}" for deb in sorted(mosquitto_debs.glob("*.deb")))], timeout=300)
         # The broker: TLS on 8883 with the test CA's certificate for "localhost", a password file.
         box.run(["mkdir", "-p", "/etc/mosquitto/certs"])

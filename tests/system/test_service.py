@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -50,18 +48,6 @@ LimitCORE=0
 
 
 # ---------------------------------------------------------------- the package, built on the host
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    """The amd64 package of this checkout (systemd/deb/build.sh): what a station installs."""
-    out = tmp_path_factory.mktemp("deb")
-    build = subprocess.run(["bash", str(ROOT / "systemd" / "deb" / "build.sh"), "amd64", str(out)],
-                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)  # fmt: skip
-    if build.returncode == 75:  # the wheels can be neither downloaded nor found in the cache
-        pytest.skip(build.stderr.strip())
-    assert build.returncode == 0, build.stderr
-    return Path(build.stdout.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +89,10 @@ BAD_CONFIG = LOOP.replace('device = "CPU"', 'device = "CPU"\ndevise = "GPU"', 1)
 
 
 @pytest.fixture
-def station(package, payload) -> Iterator[Container]:
+def station(amd64_package, payload) -> Iterator[Container]:
     """A booted container with the inspectd package installed (user, unit, catalog, config), the test drop-in, the demo model and images."""
-    with booted_container(DEFAULT_ROOT, binds_ro=[(package.parent, "/mnt/deb"), (payload, "/mnt/payload")]) as box:
-        box.run(["apt-get", "install", "-y", "-q", f"/mnt/deb/{package.name}"], timeout=300)
+    with booted_container(DEFAULT_ROOT, binds_ro=[(amd64_package.parent, "/mnt/deb"), (payload, "/mnt/payload")]) as box:
+        box.run(["apt-get", "install", "-y", "-q", f"/mnt/deb/{amd64_package.name}"], timeout=300)
         box.write_file(f"/etc/systemd/system/{UNIT}.d/50-test.conf", DROP_IN)
         box.run(["mkdir", "-p", "/srv/inspectd", WATCH])
         box.run(["cp", "-r", "/mnt/payload/model", "/var/lib/inspectd/model"])  # the example config's model.path
