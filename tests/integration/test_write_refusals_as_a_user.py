@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DEMO_MODEL
+from conftest import DEMO_MODEL, problem_lines
 
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
 
@@ -35,7 +35,7 @@ def run_as_a_user(*args: object) -> subprocess.CompletedProcess:
 
 
 def one_line(done: subprocess.CompletedProcess) -> str:
-    lines = [line for line in done.stderr.splitlines() if line.strip() and "failed its self-test" not in line]
+    lines = problem_lines(done.stderr)
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
     return lines[0]
 
@@ -81,7 +81,7 @@ def test_an_output_folder_this_user_cannot_write(tmp_path, part, command):
 
 def refusal(done: subprocess.CompletedProcess) -> str:
     """calibrate's one line (beside its progress lines), a non-zero status, no traceback."""
-    lines = [line for line in done.stderr.splitlines() if line.startswith("inspectd: ") and "failed its self-test" not in line]
+    lines = [line for line in problem_lines(done.stderr) if line.startswith("inspectd: ")]
     assert done.returncode != 0 and len(lines) == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
     return lines[0]
 

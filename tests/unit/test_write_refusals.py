@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DEMO_MODEL, cli
+from conftest import DEMO_MODEL, cli, problem_lines
 from inspectd.daemon.cli.report import summarise, text
 from inspectd.daemon.records import MESSAGE_IDS, RecordKind
 
 
 def one_line(done, code: int | tuple[int, ...] = 2) -> str:
     codes = code if isinstance(code, tuple) else (code,)
-    lines = [line for line in done.stderr.splitlines() if line.strip() and "failed its self-test" not in line]
+    lines = problem_lines(done.stderr)
     assert done.returncode in codes and len(lines) == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
     assert lines[0].startswith("inspectd: ")
     return lines[0]
