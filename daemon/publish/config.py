@@ -15,13 +15,12 @@ import os
 import re
 import socket
 import ssl
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.fields import internal, setting
-from inspectd.daemon.station.settings import Section, collect, raise_all
+from inspectd.daemon.station.settings import Section, collect, raise_all, read_toml
 
 DEFAULT_PATH = Path("/etc/inspectd/publish.toml")
 CREDENTIAL = "mqtt-password"  # LoadCredential=mqtt-password:... in inspectd-publish.service
@@ -180,16 +179,10 @@ class PublishConfig(Section):
 def read(path: str | Path) -> tuple[PublishConfig | None, list[ConfigError]]:
     """The configuration and every problem in it (None when the file cannot be read as TOML)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, [ConfigError("configuration file not found", file=path,
-                                  fix="copy systemd/publish.toml there and edit it, or pass --config FILE")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [ConfigError(f"cannot be read ({getattr(exc, 'strerror', None) or exc})", file=path, fix="check its permissions")]
-    except (ValueError, RecursionError) as exc:
-        return None, [ConfigError(f"not valid TOML ({str(exc).splitlines()[0] if str(exc) else 'nested too deeply'})", file=path,
-                                  fix="fix the syntax")]
+    data, errors = read_toml(path, missing_fix="copy systemd/publish.toml there and edit it, or pass --config FILE",
+                             refused_fix="pass the publisher's TOML file with --config FILE")
+    if data is None:
+        return None, errors
     config, errors = collect(PublishConfig, data, file=path)
     config.file = str(path)
     if config.mqtt is not None:

@@ -15,12 +15,10 @@ station's health, ``[drift]`` with the drift watch. See systemd/inspectd.toml fo
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from inspectd.daemon.errors import ConfigError
-from inspectd.daemon.files import FileRefused, read_small_file
 from inspectd.daemon.gpio.reservations import Reservations, configured_line
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import PRECISIONS
@@ -32,7 +30,7 @@ from inspectd.daemon.station.outputs.journal import JournalConfig
 from inspectd.daemon.station.outputs.live import LiveConfig
 from inspectd.daemon.station.outputs.reject import RejectLineConfig
 from inspectd.daemon.station.paths import DEFAULT_PATH
-from inspectd.daemon.station.settings import Section, collect, distinct, internal, located, raise_all, setting
+from inspectd.daemon.station.settings import Section, collect, distinct, internal, located, raise_all, read_toml, setting
 from inspectd.daemon.station.sources import SOURCES, DirectoryConfig, SourceConfig
 from inspectd.daemon.station.triggers import TRIGGERS, TriggerConfig
 
@@ -41,7 +39,6 @@ CONFIRM_MAX = 1000  # frames in decision.confirm's window: 50 s of one part at 2
 THRESHOLD_RANGE = 10  # a threshold this many times off the model folder's rejects almost every part, or almost none
 OWN_FOLDERS = {"archive.path": "give the archive a folder of its own, e.g. /var/lib/inspectd/rejects",
                "live.path": 'give the live tap a folder of its own: "" (/run/inspectd/live under the unit)'}
-MAX_CONFIG_BYTES = 1024 * 1024  # systemd/inspectd.toml with every key is 4 KB; a FIFO or /dev/zero is never read
 
 __all__ = ["DEFAULT_PATH", "ArchiveConfig", "Config", "DecisionConfig", "DriftConfig", "GpioConfig", "JournalConfig", "LiveConfig", "ModelConfig",
            "ReadyLineConfig", "RejectLineConfig", "load"]
@@ -229,23 +226,10 @@ def read(path: str | Path) -> tuple[Config | None, list[ConfigError]]:
     """The configuration and every problem in it. Bad keys keep their defaults in the Config returned, so the
     parts that do not depend on them can still be checked (``inspectd check``); None when the file is not TOML."""
     path = Path(path)
-    try:
-        text = read_small_file(path, MAX_CONFIG_BYTES).decode("utf-8")
-    except FileNotFoundError:
-        return None, [ConfigError("configuration file not found", file=path,
-                                  fix="copy systemd/inspectd.toml there and edit it, or pass --config FILE")]
-    except FileRefused as exc:
-        return None, [ConfigError(f"{exc}: not a configuration file", file=path, fix="pass the station's TOML file with --config FILE")]
-    except UnicodeDecodeError as exc:
-        return None, [ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path, fix="save it as UTF-8")]
-    except OSError as exc:
-        return None, [ConfigError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions")]
-    try:
-        data = tomllib.loads(text)
-    except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
-        return None, [ConfigError(f"not valid TOML ({str(exc).splitlines()[0]})", file=path, fix="fix the syntax")]
-    except RecursionError:
-        return None, [ConfigError("not valid TOML (arrays or tables nested too deeply)", file=path, fix="fix the syntax")]
+    data, errors = read_toml(path, missing_fix="copy systemd/inspectd.toml there and edit it, or pass --config FILE",
+                             refused_fix="pass the station's TOML file with --config FILE")
+    if data is None:
+        return None, errors
     config, errors = collect(Config, data, file=path)
     config.file = str(path)
     errors = distinct(errors + [located(error, path) for error in config.archive_is_its_own()])  # now with the file itself

@@ -34,13 +34,16 @@ in 32 bits (OpenCV, libcamera and the kernel take C ints).
 
 from __future__ import annotations
 
+import tomllib
 import typing
 from dataclasses import MISSING, Field, dataclass, fields, is_dataclass
 from functools import cache
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.files import FileRefused, read_small_file
 from inspectd.daemon.fields import convert, describe, internal, setting
 from inspectd.daemon.fields import problem as fields_problem
 
@@ -257,3 +260,27 @@ def _convert(hint: Any, value: object, file: str | PathLike, name: str) -> tuple
     if isinstance(value, int) and not isinstance(value, bool) and float in typing.get_args(hint) + (hint,):  # hundreds of digits
         return None, [ConfigError(f"must be a finite number, got {value}", file=file, key=name, fix="write a smaller number")]
     return None, [ConfigError(f"must be {describe(hint)}, got {value!r}", file=file, key=name)]
+
+
+MAX_CONFIG_BYTES = 1024 * 1024  # systemd/inspectd.toml with every key is 4 KB; a FIFO or /dev/zero is never read
+
+
+def read_toml(path: Path, *, missing_fix: str, refused_fix: str) -> tuple[dict | None, list[ConfigError]]:
+    """A configuration file's table, or the one line that says why there is none. Never more than MAX_CONFIG_BYTES
+    read, never a FIFO or a device (files.read_small_file)."""
+    try:
+        text = read_small_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except FileNotFoundError:
+        return None, [ConfigError("configuration file not found", file=path, fix=missing_fix)]
+    except FileRefused as exc:
+        return None, [ConfigError(f"{exc}: not a configuration file", file=path, fix=refused_fix)]
+    except UnicodeDecodeError as exc:
+        return None, [ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path, fix="save it as UTF-8")]
+    except OSError as exc:
+        return None, [ConfigError(f"cannot be read ({exc.strerror or exc})", file=path, fix="check its permissions")]
+    try:
+        return tomllib.loads(text), []
+    except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
+        return None, [ConfigError(f"not valid TOML ({str(exc).splitlines()[0]})", file=path, fix="fix the syntax")]
+    except RecursionError:
+        return None, [ConfigError("not valid TOML (arrays or tables nested too deeply)", file=path, fix="fix the syntax")]

@@ -5,6 +5,7 @@ text format (``promtool check metrics`` when installed)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,17 @@ def test_each_configuration_error_is_one_line_and_78(tmp_path: Path, text: str, 
         assert any((key is None or f"key {key}:" in line) and words in line for line in lines), lines
         assert len(lines) == (2 if "tls_cert_file" in text else 1), lines  # a lone client certificate: two problems
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("what", ["a FIFO", "/dev/zero"])
+def test_a_configuration_that_is_not_a_file_is_refused_before_it_is_read(tmp_path: Path, what: str):
+    """The station's bounded reader (settings.read_toml): a FIFO would block the publisher, /dev/zero never ends."""
+    config = Path("/dev/zero") if what == "/dev/zero" else tmp_path / "publish.toml"
+    if what == "a FIFO":
+        os.mkfifo(config)
+    result = cli("publish", "--config", config, "--check")
+    assert result.returncode == 78 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"inspectd: {config}: ") and "not a configuration file" in result.stderr, result.stderr
 
 
 def test_plaintext_is_accepted_to_loopback_or_when_allowed(tmp_path: Path):
