@@ -15,6 +15,9 @@ from pathlib import Path
 
 import tomllib
 
+from inspectd.daemon.files import read_small_file
+from inspectd.daemon.station.settings import MAX_CONFIG_BYTES
+
 # The station's defaults (ModelConfig, ArchiveConfig, LiveConfig, JournalConfig, DriftConfig, SOURCES' default kind).
 MODEL_PATH = "/var/lib/inspectd/model"
 ARCHIVE_PATH = "/var/lib/inspectd/rejects"
@@ -89,7 +92,7 @@ KEYS = (
 def read_station(path: str | Path) -> StationFacts:
     facts = StationFacts(file=str(path))
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(read_small_file(path, MAX_CONFIG_BYTES).decode("utf-8"))  # bounded, never a FIFO (FileRefused)
     except FileNotFoundError:
         facts.problems.append(f"{path}: not found; the page assumes the station's defaults")
         return facts
