@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import importlib.util
@@ -136,10 +137,13 @@ def train_plain_anomalib(data: Path, out: Path, abnormal: list[str], validate: b
     from inspectd.export.baseline import train_plain_anomalib as train
 
     cached = checkpoint_cache() / f"{data.name}-{_training_key(data, abnormal, validate)}.ckpt"
-    if not cached.is_file():
-        with tempfile.TemporaryDirectory(dir=cached.parent) as work:
-            checkpoint = train(data, Path(work), abnormal, validate)
-            checkpoint.rename(cached)  # same folder: atomic, so a killed run never leaves half a checkpoint
+    # Test workers (pytest -n) that need one checkpoint at once: the first trains it, the others wait for it.
+    with open(cached.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cached.is_file():
+            with tempfile.TemporaryDirectory(dir=cached.parent) as work:
+                checkpoint = train(data, Path(work), abnormal, validate)
+                checkpoint.rename(cached)  # same folder: atomic, so a killed run never leaves half a checkpoint
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, out / "model.ckpt")
     return out / "model.ckpt"
@@ -192,9 +196,18 @@ def demo_model() -> Path:
 TIERS = ("unit", "integration", "system")
 
 
+#
+# tests/run.sh runs them on two workers (pytest-xdist, --dist loadgroup): a unit test goes wherever a worker is free;
+# an integration file goes whole to one worker, so its module and session fixtures are built once; the system tier
+# goes whole to one worker, one test at a time, as its tests share the package build, the wheel and .deb caches and
+# the machine's containers.
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         tier = Path(item.path).relative_to(ROOT / "tests").parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.path}: a test file belongs in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))
+        if tier == "integration":
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+        elif tier == "system":
+            item.add_marker(pytest.mark.xdist_group("system"))

@@ -41,4 +41,5 @@ fi
 if pkg-config --exists libsystemd 2>/dev/null; then
     .venv/bin/pip install -q systemd-python
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers (tests/conftest.py says which tests share one); INSPECTD_TEST_WORKERS=0 runs them in this process.
+exec .venv/bin/python -m pytest -n "${INSPECTD_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
