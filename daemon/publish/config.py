@@ -54,7 +54,9 @@ class MqttConfig(Section):
     tls_cert_file: str = ""  # a client certificate, for brokers that ask for one (with tls_key_file)
     tls_key_file: str = ""
     allow_plaintext: bool = False  # without TLS only a broker on this machine is accepted, unless this is true
-    keepalive_s: float = setting(30.0, minimum=5, fix="seconds between pings when idle; the broker says offline after 1.5x")
+    keepalive_s: float = setting(15.0, minimum=5, fix="a connection that died in silence (a network cut) is noticed within this many "
+                                                     "seconds while records wait, twice that when idle; the broker says offline "
+                                                     "after 1.5x; e.g. 15")
     retry_max_s: float = setting(60.0, above=0, fix="the longest wait between connection attempts, e.g. 60")
     home_assistant: bool = False  # Home Assistant MQTT discovery (homeassistant/...): a reject sensor, score and reject rate
     file: str = internal("")  # the configuration file, for messages about the files named here

@@ -6,6 +6,11 @@ publisher reads the journal again from the last acknowledged record, so nothing 
 session at once, and the broker does not later publish the old connection's last will over the new ``online``.
 
 Every way a connection fails is one line: what failed, where, and the fix (``LinkError``).
+
+A connection can also die in silence: a network cut drops the packets without a reset, and the kernel would retransmit
+for a quarter of an hour before it gave up. MQTT's keepalive bounds that: while messages await their acknowledgement,
+nothing acknowledged for keepalive_s ends the connection (which also covers a broker that answers pings but no longer
+acknowledges); idle, paho pings after keepalive_s of silence and ends it when keepalive_s more pass without an answer.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class LinkError(Exception):
 class Sent:
     mid: int
     tag: object  # what the publisher needs back when it is acknowledged (the record's position), or None
+    at: float  # when it was handed to the connection (monotonic)
 
 
 def client_id(station: str) -> str:
@@ -61,6 +67,7 @@ class Link:
         self.connected = False
         self.sent: deque[Sent] = deque()
         self.acked: set[int] = set()
+        self.heard = 0.0  # when the broker last acknowledged a message, or accepted the connection (monotonic)
         self.lost: LinkError | None = None
 
     # ------------------------------------------------------------------ connecting
@@ -83,8 +90,8 @@ class Link:
         client.will_set(self.will.topic, self.will.payload, qos=1, retain=True)
         answer: list[int] = []
         client.on_connect = lambda _c, _u, _flags, reason, _p: answer.append(reason.value if hasattr(reason, "value") else int(reason))
-        client.on_publish = lambda _c, _u, mid, _reason, _p: self.acked.add(mid)
-        client.on_disconnect = lambda *_: self._dropped()
+        client.on_publish = lambda _c, _u, mid, _reason, _p: self._acknowledged(mid)
+        client.on_disconnect = lambda _c, _u, _flags, reason, _p: self._dropped(silent=str(reason) == "Keep alive timeout")
         try:
             client.connect(config.host, config.broker_port, keepalive=round(config.keepalive_s))
         except Exception as exc:  # noqa: BLE001 - each kind of failure is named below
@@ -94,7 +101,7 @@ class Link:
         while not answer and self.lost is None and time.monotonic() < deadline:
             self.step(0.1)
         if answer and answer[0] == 0:
-            self.connected = True
+            self.connected, self.heard = True, time.monotonic()
             return
         self.close()
         if answer:
@@ -131,11 +138,23 @@ class Link:
         return LinkError(f"{self.where}: the broker closed the connection before accepting it",
                          f"it may be full (max_connections){tls}, or refuse this client: see the broker's log")
 
-    def _dropped(self) -> None:
+    def silent(self) -> LinkError:
+        return LinkError(f"{self.where}: no answer from the broker for {self.config.keepalive_s:g} s (keepalive_s)",
+                         "the network or the broker failed without closing the connection")
+
+    def _dropped(self, silent: bool = False) -> None:
         if self.lost is None:
-            self.lost = (LinkError(f"{self.where}: the connection was lost", "the broker stopped or the network failed: retried")
-                         if self.connected else self.closed_early())
+            if silent:
+                self.lost = self.silent()
+            elif self.connected:
+                self.lost = LinkError(f"{self.where}: the connection was lost", "the broker stopped or the network failed: retried")
+            else:
+                self.lost = self.closed_early()
         self.connected = False
+
+    def _acknowledged(self, mid: int) -> None:
+        self.acked.add(mid)
+        self.heard = time.monotonic()
 
     # ------------------------------------------------------------------ the loop's turns
 
@@ -160,7 +179,9 @@ class Link:
         if self.client is not None and client.want_write():
             client.loop_write()
         if self.client is not None:
-            client.loop_misc()
+            client.loop_misc()  # paho's keepalive: pings when idle, ends a connection whose pings go unanswered
+        if self.connected and self.sent and time.monotonic() - max(self.sent[0].at, self.heard) >= self.config.keepalive_s:
+            self._dropped(silent=True)  # messages wait and nothing was acknowledged for keepalive_s
 
     def wants_write(self) -> bool:
         return self.client is not None and self.client.want_write()
@@ -168,7 +189,7 @@ class Link:
     def publish(self, message: Message, tag: object = None) -> None:
         assert self.client is not None
         info = self.client.publish(message.topic, message.payload, qos=1, retain=message.retain)
-        self.sent.append(Sent(info.mid, tag))
+        self.sent.append(Sent(info.mid, tag, time.monotonic()))
 
     def acknowledged(self) -> list[object]:
         """The tags of the messages acknowledged in order since the last call (stops at the first not yet acknowledged)."""

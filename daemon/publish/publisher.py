@@ -101,7 +101,8 @@ class Publisher:
         self.next_attempt = 0.0
         self.backoff = 1.0
         self.connected_at = 0.0
-        self.last_failure = ("", 0.0)
+        self.said: dict[str, float] = {}  # each way of failing said since the last connection, and when
+        self.down_since: float | None = None  # when the connection was lost (a cut, the broker's outage)
         self.caught_up = False
         self.poll_s = POLL_S  # the wait for the journal in this turn: POLL_S while records come, doubling while none does
         self.last_read = 0.0  # when the last record was read
@@ -161,6 +162,7 @@ class Publisher:
             return
         self.replay_state(current_run(self.unit, position.cursor, self.directory))
         self.last_frame = (position.boot, position.pid, position.frame)
+        say(f"resuming after the record of {position.time or 'unknown time'}" + (f" (boot {position.boot[:8]})" if position.boot else ""))
         gap = journal.resume(position)
         if gap is not None and position.gap_reported:
             say(f"{gap.describe()} (already published)")
@@ -230,7 +232,13 @@ class Publisher:
             return
         self.link, self.connected_at = link, time.monotonic()
         self.metrics.connected = True
-        say(f"connected to {link.where}")
+        self.said.clear()
+        if self.down_since is None:
+            say(f"connected to {link.where}")
+        else:
+            since = f"after the record of {self.acked.time}" if self.acked is not None and self.acked.time else "where it stopped"
+            say(f"connected to {link.where} again after {self.connected_at - self.down_since:.0f} s; publishing resumes {since}")
+            self.down_since = None
         # The birth: availability, the current state and the discovery, retained, on every connection.
         link.publish(Message(self.topics.availability, b"online", retain=True))
         link.publish(state_message(self.state, self.topics))
@@ -245,10 +253,10 @@ class Publisher:
             self.metrics.connection_failures += 1
         now = time.monotonic()
         delay = self.backoff * random.uniform(1.0, 1.2)
-        text, when = self.last_failure
-        if str(failure) != text or now - when >= REPEAT_S:
-            say(f"{failure}; retrying in {delay:.0f} s" + (" (said again every 5 minutes while it lasts)" if str(failure) != text else ""))
-            self.last_failure = (str(failure), now)
+        said_at = self.said.get(str(failure))
+        if said_at is None or now - said_at >= REPEAT_S:  # attempts that alternate between two failures say each once
+            say(f"{failure}; retrying in {delay:.0f} s" + (" (said again every 5 minutes while it lasts)" if said_at is None else ""))
+            self.said[str(failure)] = now
         self.next_attempt = now + delay
         self.backoff = min(self.backoff * 2, self.config.mqtt.retry_max_s if self.config.mqtt else 60.0)
 
@@ -260,6 +268,7 @@ class Publisher:
         self.link.close()
         self.link = None
         self.metrics.connected = False
+        self.down_since = time.monotonic()
         self.failed(failure)
         if journal is not None:
             self.rewind(journal)

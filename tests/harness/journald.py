@@ -104,19 +104,21 @@ class PrivateJournald:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         unit: str | None = None,
+        netns: str | None = None,
         **popen_kwargs,
     ) -> subprocess.Popen:
         """Start argv in journald's mount namespace (so /run/systemd/journal is the test one).
 
         With unit="inspectd.service" the process runs in a cgroup of that name, so journald
         stamps _SYSTEMD_UNIT on its records and applies per-unit rate limiting, as under systemd.
+        With netns (a /proc/PID/ns/net path) it runs in that network namespace too.
         """
         prefix: list[str] = []
         if unit is not None:
             cgroup = self._unit_cgroup(unit)
             prefix = ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && exec "$@"', "join-cgroup"]
         proc = subprocess.Popen(
-            ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--", *prefix, *argv],
+            ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", *([f"--net={netns}"] if netns else []), "--", *prefix, *argv],
             env=dict(env) if env is not None else None,
             **popen_kwargs,
         )

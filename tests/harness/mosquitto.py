@@ -5,6 +5,10 @@ throwaway CA (openssl), persistence (a restart keeps retained messages and persi
         broker.stop(); broker.start()          # an outage
         broker.tls_port, broker.ca, broker.username, broker.password
 
+    with cuttable_path() as path, mosquitto(tmp_path, namespace=path.far, address=path.far_address) as broker:
+        ...                                    # the broker in the far namespace; Subscriber(broker) reaches it
+                                               # through a unix socket, which a cut of the path leaves alone
+
 Host needs: mosquitto (Debian package: /usr/sbin/mosquitto, mosquitto_passwd), openssl.
 """
 
@@ -16,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +66,9 @@ class Broker:
     tls_port: int  # TLS, password required
     ca: Path  # the CA that signed the broker's certificate
     other_ca: Path  # a CA that did not
+    address: str = "127.0.0.1"  # where both listeners are
+    prefix: tuple[str, ...] = ()  # what runs the broker in another network namespace
+    socket: Path | None = None  # a unix socket listener too (for subscribers in another namespace)
     username: str = USERNAME
     password: str = PASSWORD
     proc: subprocess.Popen | None = None
@@ -76,7 +84,7 @@ class Broker:
     def start(self, timeout: float = 10) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with open(self.folder / "stderr.log", "ab") as err:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=err, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([*self.prefix, MOSQUITTO, "-c", str(self.config)], stdout=err, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -116,28 +124,35 @@ log_type error
 log_type warning
 log_type notice
 log_type information
-listener {broker.tls_port} 127.0.0.1
+{f"listener 0 {broker.socket}" if broker.socket else ""}
+listener {broker.tls_port} {broker.address}
 cafile {certificates['ca.crt']}
 certfile {certificates['server.crt']}
 keyfile {certificates['server.key']}
-listener {broker.port} 127.0.0.1
+listener {broker.port} {broker.address}
 {extra}""")
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path: Path, extra: str = "") -> Iterator[Broker]:
+def mosquitto(tmp_path: Path, extra: str = "", namespace=None, address: str = "127.0.0.1") -> Iterator[Broker]:
     """A running broker (stopped afterwards); ``extra`` lines go at the end of its configuration, where they apply to the
-    plain listener (e.g. max_connections 1)."""
+    plain listener (e.g. max_connections 1). With ``namespace`` (a netns.Namespace) it runs there, listening on
+    ``address`` (its certificate names it too) and on a unix socket for subscribers here."""
     folder = Path(tmp_path) / f"mosquitto-{free_port()}"
     folder.mkdir(parents=True)
-    certificates = make_certificates(folder / "tls")
-    broker = Broker(folder, free_port(), free_port(), certificates["ca.crt"], certificates["other-ca.crt"])
+    certificates = make_certificates(folder / "tls", addresses=(address,) if namespace is not None else ())
+    broker = Broker(folder, free_port(), free_port(), certificates["ca.crt"], certificates["other-ca.crt"], address=address)
+    if namespace is not None:
+        broker.prefix = tuple(namespace.prefix())
+        broker.socket = Path(tempfile.mkdtemp(prefix="mqtt-")) / "sock"  # short: a unix socket path holds 107 bytes at most
     write_config(broker, certificates, extra)
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+        if broker.socket is not None:
+            shutil.rmtree(broker.socket.parent, ignore_errors=True)
 
 
 @dataclass
@@ -156,13 +171,17 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self.messages: list[Received] = []
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                                  transport="unix" if broker.socket else "tcp")
         self.client.username_pw_set(broker.username, broker.password)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = lambda client, _u, _f, _rc, _p: client.subscribe(topic, qos=1)
         self.client.on_message = lambda _c, _u, message: self.messages.append(
             Received(message.topic, message.payload, time.time(), bool(message.retain)))
-        self.client.connect("127.0.0.1", broker.port)
+        if broker.socket:
+            self.client.connect(str(broker.socket))
+        else:
+            self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
 
     def on(self, suffix: str) -> list[Received]:

@@ -34,6 +34,8 @@ from inspectd.testing.journald import private_journald
 from inspectd.testing.journald import unavailable_reason as journald_reason
 from inspectd.testing.mosquitto import Broker, Subscriber, free_port, mosquitto
 from inspectd.testing.mosquitto import unavailable_reason as mosquitto_reason
+from inspectd.testing.netns import cuttable_path
+from inspectd.testing.netns import unavailable_reason as netns_reason
 
 
 def _python_reason() -> str | None:
@@ -49,6 +51,8 @@ STATION = "line3-cam1"
 KINDS = {message_id: kind for kind, message_id in MESSAGE_IDS.items()}
 RECORD_TOPICS = ("verdict", "fault", "drift", "event", "summary")
 OUTAGE_S = 30.0
+CUT_S = 30.0
+KEEPALIVE_S = 5.0
 
 # A station writing verdicts into the journal as the station's journal output does, at a rate; it waits for a line
 # on stdin between batches, so one process (one pid: consecutive frames) writes on both sides of a gap.
@@ -94,10 +98,10 @@ def publish_config(folder: Path, broker: Broker, **overrides: object) -> Path:
     return config
 
 
-def start_publisher(jd, config: Path, log: Path) -> subprocess.Popen:
+def start_publisher(jd, config: Path, log: Path, netns: str | None = None) -> subprocess.Popen:
     with open(log, "ab") as out:
         return jd.run_inside([sys.executable, "-m", "inspectd.daemon.cli", "publish", "--config", str(config),
-                              "--state-dir", str(config.parent / "state")], stdout=out, stderr=out)
+                              "--state-dir", str(config.parent / "state")], stdout=out, stderr=out, netns=netns)
 
 
 def record_id(record: dict) -> tuple[str, str]:
@@ -132,6 +136,32 @@ def segments(indices: list[int]) -> list[tuple[int, int]]:
             runs.append((indices[start], indices[i - 1]))
             start = i
     return runs
+
+
+def arrivals(expected: list[tuple[str, str]], received: list[dict]) -> tuple[dict, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Checks that every journal record (``expected``: id and kind, in journal order) arrived at least once, first arrivals
+    in journal order, the count of each kind equal to the journal's, a repeat only where arrivals went back (never a record
+    skipped, then sent); the first arrival of each id, the runs of arrivals, and the runs that went back."""
+    order = {key: index for index, (key, _) in enumerate(expected)}
+    assert all(payload["id"] in order for payload in received), "a message for a record that is not in the journal"
+    first: dict[str, dict] = {}
+    for payload in received:
+        first.setdefault(payload["id"], payload)
+    assert Counter(kind for _, kind in expected) == Counter("verdict" if "verdict" in p else p["kind"] for p in first.values())
+    assert {kind for _, kind in expected} >= {"start", "verdict", "fault", "summary", "stop"}
+    indices = [order[payload["id"]] for payload in received]
+    assert sorted(set(indices)) == [order[key] for key in dict.fromkeys(p["id"] for p in received)] == list(range(len(expected)))
+    runs = segments(indices)
+    assert all(run[0] <= previous[1] + 1 for previous, run in zip(runs, runs[1:])), f"a record skipped, then sent: {runs[:20]}"
+    return first, runs, [run for previous, run in zip(runs, runs[1:]) if run[0] <= previous[1]]
+
+
+def wait_until(check, timeout: float, interval: float = 0.1):
+    """``check()`` once true, or its last (false) value after ``timeout`` seconds: a bound on a condition, never a measure."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return result
 
 
 def scrape(port: int) -> str:
@@ -217,20 +247,7 @@ def test_every_record_arrives_through_an_outage_and_kills(tmp_path: Path, replay
         assert got, f"not every record arrived; publisher said:\n{output[-3000:]}"
 
     received = received_records(subscriber)
-    order = {key: index for index, (key, _) in enumerate(expected)}
-    assert all(payload["id"] in order for payload in received), "a message for a record that is not in the journal"
-    # At least once, and the count of each kind equals the journal's.
-    first = {}
-    for payload in received:
-        first.setdefault(payload["id"], payload)
-    assert Counter(kind for _, kind in expected) == Counter("verdict" if "verdict" in p else p["kind"] for p in first.values())
-    assert {kind for _, kind in expected} >= {"start", "verdict", "fault", "summary", "stop"}
-    # In journal order, first arrivals alone; repeats only where a run of arrivals went back, at a kill or the broker's restart.
-    indices = [order[payload["id"]] for payload in received]
-    assert sorted(set(indices)) == [order[key] for key in dict.fromkeys(p["id"] for p in received)] == list(range(len(expected)))
-    runs = segments(indices)
-    went_back = [run for previous, run in zip(runs, runs[1:]) if run[0] <= previous[1]]
-    assert all(run[0] <= previous[1] + 1 for previous, run in zip(runs, runs[1:])), f"a record skipped, then sent: {runs[:20]}"
+    first, runs, went_back = arrivals(expected, received)
     # The publisher's rewinds (a kill; the connection lost with the broker) and the broker's redelivery to the subscriber
     # of what it had in flight when it stopped: at most two per broker restart.
     assert len(went_back) <= kills + 2 * broker_restarts, (went_back, kills)
@@ -242,6 +259,67 @@ def test_every_record_arrives_through_an_outage_and_kills(tmp_path: Path, replay
     # The broker outage was said in one line per way it failed, never a traceback.
     assert "Traceback" not in output
     assert 1 <= output.count("connection refused: no broker listens there") <= 2, output  # once per publisher process in the outage
+
+
+def test_every_record_arrives_through_a_silent_network_cut(tmp_path: Path, replay: Path):
+    """The broker in a network namespace of its own, reached over a veth pair whose far end goes down for CUT_S while the
+    station runs at full rate: no reset, no error, the packets vanish. The publisher notices by MQTT keepalive (no
+    answer for keepalive_s) while the cut lasts, says so in one line, reconnects once the path is back, says that, and
+    every record arrives."""
+    if reason := netns_reason():
+        pytest.skip(reason)
+    log = tmp_path / "publisher.log"
+    with (cuttable_path() as path, mosquitto(tmp_path, namespace=path.far, address=path.far_address) as broker,
+          private_journald(tmp_path) as jd):
+        subscriber = Subscriber(broker, "inspectd/#")
+        config = publish_config(tmp_path, broker, host=path.far_address, keepalive_s=KEEPALIVE_S)
+        station = jd.run_inside([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(station_config(tmp_path, replay))],
+                                unit=UNIT, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "station.log", "wb"))
+        publisher = start_publisher(jd, config, log, netns=path.near.path)
+        said = lambda text: [line for line in log.read_text().splitlines() if text in line]  # noqa: E731
+        flowing = wait_until(lambda: len(subscriber.on("/verdict")) >= 300, timeout=180)  # cut in mid-stream
+        assert flowing, log.read_text() + (tmp_path / "station.log").read_text()[-2000:]
+        assert said(f"connected to mqtts://{path.far_address}")
+        path.cut()
+        cut_at = time.monotonic()
+        # Noticed while the path is still cut: nothing but keepalive can tell (no reset comes). A bound, not a measure:
+        # the cut lasts until it is noticed, CUT_S at least.
+        noticed = wait_until(lambda: said("no answer from the broker"), timeout=CUT_S + 60)
+        noticed_after = time.monotonic() - cut_at
+        assert noticed, f"the publisher did not notice the cut:\n{log.read_text()}"
+        time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
+        during = log.read_text().splitlines()
+        path.restore()
+        assert wait_until(lambda: said("again after"), timeout=120), log.read_text()
+        assert station.poll() is None, (tmp_path / "station.log").read_text()[-2000:]
+        time.sleep(5.0)  # the station goes on after the reconnection: it is not an assertion
+        station.send_signal(signal.SIGTERM)
+        assert station.wait(timeout=60) == 0, (tmp_path / "station.log").read_text()[-2000:]
+
+        expected = [record_id(record) for record in station_records(jd)]
+        wanted = {key for key, _ in expected}
+        got = subscriber.wait(lambda: wanted <= {payload["id"] for payload in received_records(subscriber)} or None, timeout=120)
+        publisher.terminate()
+        publisher.wait(timeout=30)
+        subscriber.close()
+        output = log.read_text()
+        assert got, f"not every record arrived; publisher said:\n{output[-3000:]}"
+
+    received = received_records(subscriber)
+    first, runs, went_back = arrivals(expected, received)
+    assert len(went_back) <= 1, runs  # the one rewind: to the last record acknowledged before the cut
+    print(f"{len(expected)} records, {len(received)} messages ({len(received) - len(first)} duplicates), "
+          f"the cut noticed after {noticed_after:.1f} s (keepalive_s = {KEEPALIVE_S:g}): {runs}")
+    lines = output.splitlines()
+    assert "Traceback" not in output
+    # The cut in one line, then the reconnection; whatever else was said during the cut is one line per way it failed.
+    lost = [line for line in lines if "connection was lost" in line or "no answer from the broker" in line]
+    assert len(lost) == 1 and lost[0] in during, output
+    connected = [index for index, line in enumerate(lines) if "connected to" in line]
+    assert len(connected) == 2 and connected[1] > lines.index(lost[0]) and "again after" in lines[connected[1]], output
+    retries = [line for line in lines[lines.index(lost[0]) + 1:connected[1]] if "retrying" in line]
+    assert len(retries) == len(set(line.split("; retrying")[0] for line in retries)), retries
+    print("\n".join(lines[lines.index(lost[0]):connected[1] + 1]))
 
 
 def test_availability_and_state_are_retained_and_the_will_says_offline(tmp_path: Path):
