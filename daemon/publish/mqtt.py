@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inspectd.daemon.publish.config import MqttConfig
@@ -203,9 +204,12 @@ class Link:
     def in_flight(self) -> int:
         return len(self.sent)
 
-    def close(self, goodbye: Message | None = None) -> None:
-        """Ends the connection; with ``goodbye`` (the retained ``offline``) sent first, when still connected."""
-        client, self.client = self.client, None
+    def close(self, goodbye: Message | None = None, before: Callable[[Link], None] | None = None) -> None:
+        """Ends the connection; with ``goodbye`` (the retained ``offline``) sent first, when still connected, and
+        ``before`` called once it is acknowledged (or 2 s passed): the broker acknowledges in order, so every message
+        sent before it is acknowledged too, and ``before`` can take them (the position saved at the stop is then the
+        newest delivered)."""
+        client = self.client
         if client is None:
             return
         try:
@@ -214,10 +218,14 @@ class Link:
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and time.monotonic() < deadline and client.socket() is not None:
                     client.loop(0.1)
+                if before is not None:
+                    before(self)
+            self.client = None
             client.disconnect()
         except Exception:  # noqa: BLE001 - closing a broken connection
             pass
         finally:
+            self.client = None
             self.connected = False
             self.sent.clear()
             self.acked.clear()

@@ -3,10 +3,12 @@ figures for Prometheus.
 
 One thread does the work, waiting on the journal's and the broker's file descriptors at once: a new record is
 published as soon as journald has it, up to WINDOW messages awaiting the broker's acknowledgement. The position
-(the journal cursor of the newest record acknowledged together with all before it) is saved at most every
-SAVE_INTERVAL_S and when the publisher stops: after a kill -9 the records since the last save are published again
-(the duplicates the idempotency key lets a consumer drop), never skipped. When the connection breaks, whatever was
-in flight is read again from the journal once the broker is back.
+(the journal cursor of the newest record acknowledged together with all before it) is saved once SAVE_EVERY records
+were acknowledged since the last save or SAVE_INTERVAL_S passed, whichever comes first, and when the publisher stops
+(by a thread of its own: position.PositionWriter, at most one save behind). After a kill -9 the records acknowledged
+since the position on disk and those in flight are published again (the duplicates the idempotency key lets a consumer
+drop), never skipped: fewer than 2 x SAVE_EVERY + WINDOW, however fast it was catching up. When the connection breaks,
+whatever was in flight is read again from the journal once the broker is back.
 
 The metrics follow the journal's tail with a reader of their own (none when they are not served), so a broker that is
 down does not stall them;
@@ -26,18 +28,19 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from inspectd.daemon.errors import ConfigError, InspectdError
+from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.publish.config import PublishConfig
 from inspectd.daemon.publish.journal import Gap, StationJournal, current_run
 from inspectd.daemon.publish.messages import (Message, StationState, Topics, dumps, gap_message, home_assistant, record_kind,
                                               record_message, state_message)
 from inspectd.daemon.publish.metrics import Metrics, MetricsServer
 from inspectd.daemon.publish.mqtt import Link, LinkError
-from inspectd.daemon.publish.position import FILE_NAME, Position, PositionFile
+from inspectd.daemon.publish.position import FILE_NAME, Position, PositionFile, PositionWriter
 from inspectd.daemon.records import Origin, RecordError, RecordKind, entry_text
 
 WINDOW = 200  # messages awaiting the broker's acknowledgement, at most
-SAVE_INTERVAL_S = 1.0  # the position is saved this often at most: what a kill -9 can make publish twice
+SAVE_INTERVAL_S = 1.0  # the position is saved this often at least while records are acknowledged ...
+SAVE_EVERY = 100  # ... and after this many: what a kill -9 can make publish twice, beside what was in flight
 STABLE_S = 30.0  # a connection that lasted this long resets the backoff
 REPEAT_S = 300.0  # the same connection failure is said again this often, not at every retry
 READ_BATCH = 500  # records read per turn for the metrics, before the loop looks at the broker again
@@ -91,8 +94,10 @@ class Publisher:
         self.notify = Notifier()
         # publishing
         self.acked: Position | None = None  # the newest record acknowledged with all before it
-        self.saved: Position | None = None
+        self.saved: Position | None = None  # the newest handed to the writer
         self.saved_at = 0.0
+        self.unsaved = 0  # records acknowledged since
+        self.writer: PositionWriter | None = None
         self.first_read: str | None = None  # the cursor of the first record read this run: where a rewind goes without a position
         self.gap: Gap | None = None  # found when resuming, said once the broker acknowledges it
         self.state = StationState()
@@ -130,13 +135,15 @@ class Publisher:
         say(f"station {self.station}: following {self.unit}'s records" + (f", publishing to {Link(mqtt, self.station, self.offline(), None).where}"
                                                                           if mqtt else "") +
             (f", metrics on http://{self.config.metrics.listen}/metrics" if server else ""))
+        self.writer = PositionWriter(self.positions)
         try:
             while not self.stop.is_set():
                 self.turn(journal, tail, password)
         finally:
-            self.save(force=True)
             if self.link is not None:
-                self.link.close(goodbye=self.offline())
+                self.link.close(goodbye=self.offline(), before=self.take_acknowledgements)
+            self.save(force=True)
+            self.writer.close()
             if server is not None:
                 server.close()
         return 0
@@ -327,6 +334,9 @@ class Publisher:
         for tag in link.acknowledged():
             if isinstance(tag, tuple):
                 self.acked, kind = tag
+                self.unsaved += 1
+                if self.unsaved >= SAVE_EVERY:
+                    self.save()
                 with self.metrics.lock:
                     self.metrics.published[kind or "other"] += 1
                     if self.acked.time:
@@ -338,20 +348,16 @@ class Publisher:
                 self.gap = None
                 if self.acked is not None:
                     self.acked = replace(self.acked, gap_reported=True)
-                    self.save(force=True)
+                    self.save(force=True, wait=True)  # on disk before going on: the gap is said once
 
-    def save(self, force: bool = False) -> None:
-        if self.acked is None or self.acked == self.saved:
+    def save(self, force: bool = False, wait: bool = False) -> None:
+        if self.acked is None or self.acked == self.saved or self.writer is None:
             return
         now = time.monotonic()
-        if not force and now - self.saved_at < SAVE_INTERVAL_S:
+        if not force and self.unsaved < SAVE_EVERY and now - self.saved_at < SAVE_INTERVAL_S:
             return
-        try:
-            self.positions.save(self.acked)
-        except OSError as exc:
-            raise InspectdError(f"the publishing position cannot be saved ({exc.strerror or exc})", file=self.positions.path,
-                                fix="the state directory must be writable by the publisher (StateDirectory=)") from None
-        self.saved, self.saved_at = self.acked, now
+        self.writer.offer(self.acked, wait=wait)
+        self.saved, self.saved_at, self.unsaved = self.acked, now, 0
 
     def status(self) -> str:
         link = self.link
