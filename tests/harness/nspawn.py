@@ -3,6 +3,7 @@
     with booted_container(Path("/var/cache/inspectd-ci/bookworm-root")) as box:
         box.write_file("/etc/systemd/system/x.service", UNIT)
         box.run(["systemctl", "start", "x.service"])
+        box.reboot()                           # systemctl reboot, then the same root and overlay booted again
 
 The root comes from .ci/nspawn-root.sh and is never written to: the container runs on an
 overlayfs whose upper layer lives in a temp dir and is deleted afterwards. The overlay and a
@@ -26,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,8 @@ class Container:
     nspawn_pid: int
     leader_pid: int
     log_path: Path
+    nspawn: subprocess.Popen | None = None
+    launch: Callable[[], tuple[subprocess.Popen, int]] | None = None  # boots the same root and overlay again
 
     def popen(self, argv: Sequence[str], **popen_kwargs) -> subprocess.Popen:
         """Start argv inside the container (all its namespaces, its root, a clean env)."""
@@ -107,6 +110,22 @@ class Container:
     def write_file(self, path: str, content: str, mode: int = 0o644) -> None:
         self.run(["sh", "-c", f'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod {mode:o} "$1"', "write", path],
                  input=content)  # fmt: skip
+
+    def reboot(self, timeout: float = 120) -> None:
+        """``systemctl reboot`` inside: systemd stops every unit, journald flushes, and systemd-nspawn exits with 133,
+        which asks its supervisor to start the container again (systemd-nspawn@.service's RestartForceExitStatus=133);
+        as that supervisor, boot the same root with the same overlay (its /var, /etc, journal) again and wait for it."""
+        assert self.nspawn is not None and self.launch is not None
+        self.run(["systemctl", "reboot"], check=False)
+        try:
+            code = self.nspawn.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.name} did not reboot within {timeout} s") from None
+        if code != 133:
+            raise RuntimeError(f"systemd-nspawn exited {code} on reboot, not 133: {self.log_path.read_text(errors='replace')[-2000:]}")
+        self.nspawn, self.leader_pid = self.launch()
+        self.nspawn_pid = self.nspawn.pid
+        self.wait_until_booted(timeout=timeout)
 
     def wait_until_booted(self, timeout: float = 60) -> str:
         """Wait for `systemctl is-system-running` to say running or degraded; return which."""
@@ -194,10 +213,10 @@ def booted_container(
         *(f"--bind-ro={src}:{dst}" for src, dst in binds_ro), *extra_args,
     ]  # fmt: skip
     cgroups = _make_cgroups(name)
-    nspawn: subprocess.Popen | None = None
-    try:
-        env = {**os.environ, "ROOT": str(root), "TMP": str(tmp), "CGROUPS": " ".join(map(str, cgroups))}
-        with open(log_path, "wb") as log:
+    env = {**os.environ, "ROOT": str(root), "TMP": str(tmp), "CGROUPS": " ".join(map(str, cgroups))}
+
+    def launch() -> tuple[subprocess.Popen, int]:
+        with open(log_path, "ab") as log:
             nspawn = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", _SETUP, "setup", *nspawn_args],
                 env=env,
@@ -205,11 +224,17 @@ def booted_container(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        leader = _find_leader(nspawn, log_path, timeout=boot_timeout)
-        box = Container(name, nspawn.pid, leader, log_path)
+        box.nspawn = nspawn  # stopped in the end even when it never boots
+        return nspawn, _find_leader(nspawn, log_path, timeout=boot_timeout)
+
+    box = Container(name, 0, 0, log_path, launch=launch)
+    try:
+        box.nspawn, box.leader_pid = launch()
+        box.nspawn_pid = box.nspawn.pid
         box.wait_until_booted(timeout=boot_timeout)
         yield box
     finally:
+        nspawn = box.nspawn
         if nspawn is not None and nspawn.poll() is None:
             # nspawn turns SIGTERM into an orderly poweroff of the container.
             nspawn.send_signal(signal.SIGTERM)

@@ -2,7 +2,10 @@
 the inspectd package as a station installs it, with Mosquitto (Debian's package, its .debs fetched once on the host
 with apt) on the container's loopback with TLS and a password: the hardened unit starts (Type=notify), reads the
 station's journal as its own user, takes the password from its credential, publishes the demo station's verdicts,
-serves its metrics, comes back after SIGKILL where it left off, and says in its state that the station's unit failed.
+serves its metrics, comes back after SIGKILL where it left off, and says in its state that the station's unit failed;
+and across a reboot of the container (systemctl reboot, the same root and overlay booted again: new boot id, the
+persistent journal and /var/lib kept) it resumes from its stored position, the previous boot's records the broker had
+not acknowledged published first, no verdict lost.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pytest
 
 from conftest import DEMO_MODEL
 from inspectd.daemon.demo.scene import generate_station_dataset
+from inspectd.daemon.records import MESSAGE_IDS, RecordKind
 from inspectd.testing.mosquitto import make_certificates
 from inspectd.testing.nspawn import DEFAULT_ROOT, Container, booted_container, unavailable_reason
 
@@ -27,6 +31,7 @@ pytestmark = pytest.mark.skipif(_reason is not None, reason=f"nspawn container u
 DEBS = Path(os.environ.get("INSPECTD_CI_CACHE", "/var/cache/inspectd-ci")) / "mosquitto-debs"
 PASSWORD = "station-secret"
 TOPICS = "inspectd/station-p/#"
+KINDS = {message_id: kind for kind, message_id in MESSAGE_IDS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +65,7 @@ def station(amd64_package: Path, mosquitto_debs: Path, payload: Path) -> Iterato
     binds = [(amd64_package.parent, "/mnt/deb"), (mosquitto_debs, "/mnt/mosquitto"), (payload, "/mnt/payload")]
     with booted_container(DEFAULT_ROOT, binds_ro=binds) as box:
         box.run(["python3", "-c", "import socket; socket.sethostname('station-p')"])
+        box.write_file("/etc/hostname", "station-p\n")  # the station id, after a reboot too
         box.write_file("/etc/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost\n")  # debootstrap's minbase has none; a Pi has
         box.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", f"/mnt/deb/{amd64_package.name}",
                  *(f"/mnt/mosquitto/{deb.name}" for deb in sorted(mosquitto_debs.glob("*.deb")))], timeout=300)
@@ -151,3 +157,65 @@ def test_the_hardened_unit_publishes_resumes_and_says_the_station_failed(station
     run = [frame for pid, frame in numbers if pid == first_pid]
     assert run == list(range(run[0], run[-1] + 1)) and run[0] == 1, run[:10]
     assert frames, "verdicts after the kills"
+
+
+def journal_records(box: Container) -> list[dict]:
+    """The station's records of every boot in the container's persistent journal, oldest first."""
+    out = box.run(["journalctl", "--no-pager", "-o", "json", "_SYSTEMD_UNIT=inspectd.service"], timeout=120).stdout
+    return [record for line in out.splitlines() if (record := json.loads(line)).get("MESSAGE_ID") in KINDS]
+
+
+def record_id(record: dict) -> str:
+    """The idempotency key a journal record must arrive with (README, "Topics")."""
+    kind = KINDS[record["MESSAGE_ID"]]
+    prefix = f"station-p/{record['_BOOT_ID']}/{record['_PID']}"
+    return f"{prefix}/{record['INSPECTD_FRAME']}" if kind is RecordKind.VERDICT else f"{prefix}/{kind}@{record['__MONOTONIC_TIMESTAMP']}"
+
+
+def test_publishing_resumes_from_its_position_across_a_reboot(station: Container):
+    box = station
+    received(box, 1)  # the subscriber's session: the broker queues for it, and keeps the queue across its restart
+    box.run(["systemctl", "enable", "inspectd.service", "inspectd-publish.service"])  # as on a plant: both start at boot
+    assert box.run(["systemctl", "start", "inspectd.service", "inspectd-publish.service"], check=False, timeout=180).returncode == 0
+    arrived = [(topic, body) for topic, body in received(box, 4)]
+    assert any(topic.endswith("/verdict") for topic, _ in arrived), box.run(["journalctl", "--no-pager", "-u", "inspectd-publish"]).stdout
+    # The broker stops: what the station writes from now on waits in the journal, unacknowledged, until after the reboot.
+    box.run(["systemctl", "stop", "mosquitto"])
+    wait_for(lambda: "connection was lost" in box.run(["journalctl", "--no-pager", "-u", "inspectd-publish"]).stdout, "the publisher's word")
+    verdicts = lambda: len([r for r in journal_records(box) if KINDS[r["MESSAGE_ID"]] is RecordKind.VERDICT])  # noqa: E731
+    written = verdicts()  # the broker has acknowledged none written from now on
+    wait_for(lambda: verdicts() >= written + 20, "verdicts written while the broker is away")
+    before = box.run(["cat", "/proc/sys/kernel/random/boot_id"]).stdout.strip()
+
+    box.reboot()
+    assert box.run(["cat", "/proc/sys/kernel/random/boot_id"]).stdout.strip() != before
+    position = json.loads(box.run(["cat", "/var/lib/inspectd-publish/position.json"]).stdout)
+    assert position["boot"] == before.replace("-", ""), position  # saved at the stop, in the previous boot
+    unpublished = [r for r in journal_records(box) if r["_BOOT_ID"] == position["boot"] and KINDS[r["MESSAGE_ID"]] is RecordKind.VERDICT
+                   and int(r["INSPECTD_FRAME"]) > position["frame"]]
+    frames_before = [(r["_PID"], r["INSPECTD_FRAME"]) for r in journal_records(box) if r["_BOOT_ID"] == position["boot"]
+                     and KINDS[r["MESSAGE_ID"]] is RecordKind.VERDICT]
+    assert len(unpublished) >= 20, (position, frames_before[-30:], box.run(["journalctl", "--no-pager", "-b", "-1", "-u", "inspectd-publish",
+                                                                        "-u", "mosquitto", "-o", "short-precise"]).stdout[-5000:])
+    wait_for(lambda: box.run(["systemctl", "is-active", "inspectd.service", "inspectd-publish.service", "mosquitto"],
+                             check=False).stdout.split() == ["active"] * 3, "the services started at boot")
+    said = box.run(["journalctl", "--no-pager", "-b", "0", "-u", "inspectd-publish", "-o", "cat"]).stdout
+    assert f"resuming after the record of {position['time']} (boot {position['boot'][:8]})" in said, said
+    arrived += received(box, 6)
+    box.run(["systemctl", "stop", "inspectd.service"], timeout=60)
+    expected = [record_id(record) for record in journal_records(box)]
+    assert {record["_BOOT_ID"] for record in journal_records(box)} == {position["boot"], box.run(["cat", "/proc/sys/kernel/random/boot_id"])
+                                                                       .stdout.strip().replace("-", "")}
+    wanted = set(expected)
+
+    def everything() -> bool:
+        arrived.extend(received(box, 3))
+        return wanted <= {body["id"] for _, body in arrived if isinstance(body, dict) and "id" in body}
+
+    wait_for(everything, "every record of both boots", timeout=180)
+    ids = [body["id"] for _, body in arrived if isinstance(body, dict) and body.get("id") in wanted]
+    firsts = list(dict.fromkeys(ids))
+    assert firsts == expected, "first arrivals in journal order, across the boots"
+    print(box.run(["journalctl", "--no-pager", "-u", "inspectd-publish", "-o", "short-precise"]).stdout[-4000:])
+    print(f"{len(expected)} records over two boots ({len(unpublished)} verdicts of the first written after its last acknowledged one), "
+          f"{len(ids)} messages ({len(ids) - len(firsts)} duplicates)")
