@@ -12,7 +12,13 @@ tests/integration/test_publish.py runs them (needs root):
    publisher following it, in interleaved pairs whose order alternates (A B, B A, A B, ...) so the machine's other
    load falls on both alike; the station's own frames/s from its records, each pair's ratio with/without and their
    median; the publisher's CPU time over the station's in each "with" run (after it delivered every verdict of the
-   run, so none of its work is left out); the machine's load average and busy share of its CPUs during the rounds.
+   run, so none of its work is left out); the machine's load average and busy share of its CPUs during the rounds;
+4. (--toggle-windows N) the same question with a finer interleave: one long station run while a publisher follows it,
+   stopped (SIGSTOP) and continued (SIGCONT) every --window-s seconds; the station's frames in each window from its
+   records' monotonic times; each "on" window against the "off" windows either side of it (a paired statistic whose
+   neighbours share the machine's load), their median and a bootstrap 95% interval of the mean. The publisher does in
+   each "on" window the work of two (the records of the "off" window before it too): the slowdown measured is that of
+   twice its steady load, and half of it is the estimate.
 
 Except where said, the publisher runs as inspectd-publish.service runs it: niceness 19, idle I/O class, and a CPU cgroup of
 weight 1 against the station's 100 (cgroup v2 cpu.weight, or cgroup v1 cpu.shares 10 against 1024, whichever
@@ -26,6 +32,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -210,14 +217,74 @@ def station_rate(jd, broker, work: Path, images: Path, frames: int, with_publish
     return result
 
 
-def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
+def demo_images(work: Path) -> Path:
     from inspectd.daemon.demo.scene import generate_station_dataset
 
-    data = generate_station_dataset(work / "demo", n_train=0, n_test_good=4, n_test_per_size=1)
     images = work / "images"
-    images.mkdir()
-    for image in sorted((data / "test").glob("*/*.png")):
-        shutil.copy(image, images / f"{image.parent.name}_{image.name}")
+    if not images.exists():
+        data = generate_station_dataset(work / "demo", n_train=0, n_test_good=4, n_test_per_size=1)
+        images.mkdir()
+        for image in sorted((data / "test").glob("*/*.png")):
+            shutil.copy(image, images / f"{image.parent.name}_{image.name}")
+    return images
+
+
+def toggled(jd, broker, work: Path, windows: int, window_s: float) -> dict:
+    import random
+
+    images = demo_images(work)
+    folder = work / "toggle"
+    folder.mkdir()
+    follow = config(folder, broker, "toggle", first_start="now", metrics=f"127.0.0.1:{free_port()}")
+    if broker.proc is not None:
+        os.setpriority(os.PRIO_PROCESS, broker.proc.pid, 19)
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
+    config_path = work / "toggle-station.toml"
+    config_path.write_text(f'[model]\npath = "{ROOT / "models" / "demo-mug"}"\n[source]\nkind = "directory"\npath = "{images}"\n'
+                           'mode = "loop"\n[journal]\nlog = "all"\n[archive]\nenabled = false\n')
+    subscriber = Subscriber(broker, "inspectd/toggle/#", client_id="bench-toggle")
+    follower = publisher(jd, follow)
+    subscriber.wait(lambda: subscriber.on("/availability"), timeout=60)
+    started = time.monotonic()
+    station = jd.run_inside([sys.executable, "-m", "inspectd.daemon.cli", "run", "--config", str(config_path)], unit="inspectd.service",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 0))
+    jd.wait_for_records(1, timeout=120, MESSAGE_ID=VERDICT)
+    time.sleep(2.0)  # past the station's start
+    load_before = os.getloadavg()
+    bounds, on = [], []
+    for number in range(windows):
+        running = number % 2 == 0
+        follower.send_signal(signal.SIGCONT if running else signal.SIGSTOP)
+        bounds.append(time.monotonic())
+        on.append(running)
+        time.sleep(window_s)
+    bounds.append(time.monotonic())
+    follower.send_signal(signal.SIGCONT)
+    load_after = os.getloadavg()
+    station.terminate()
+    station.wait()
+    times = sorted(t for r in jd.read_records(MESSAGE_ID=VERDICT) if (t := int(r["__MONOTONIC_TIMESTAMP"]) / 1e6) >= started)
+    caught_up = subscriber.wait(lambda: len(verdicts(subscriber, "toggle")) >= len(times), timeout=120)
+    follower.terminate()
+    follower.wait()
+    subscriber.close()
+    counts = [sum(1 for t in times if start <= t < end) for start, end in zip(bounds, bounds[1:])]
+    # Each "on" window against the mean of its two "off" neighbours.
+    ratios = [counts[i] / ((counts[i - 1] + counts[i + 1]) / 2) for i in range(1, windows - 1) if on[i] and counts[i - 1] + counts[i + 1]]
+    chance = random.Random(1)
+    means = sorted(statistics.fmean(chance.choices(ratios, k=len(ratios))) for _ in range(2000))
+    mean = statistics.fmean(ratios)
+    return {"windows": windows, "window_s": window_s, "frames_per_window": counts, "on_over_neighbours": [round(x, 4) for x in ratios],
+            "on_over_neighbours_median": round(statistics.median(ratios), 4), "on_over_neighbours_mean": round(mean, 4),
+            "mean_95_interval": [round(means[50], 4), round(means[1949], 4)],
+            "steady_slowdown_percent_estimate": round((1 - mean) / 2 * 100, 2),
+            "steady_slowdown_percent_95_interval": [round((1 - means[1949]) / 2 * 100, 2), round((1 - means[50]) / 2 * 100, 2)],
+            "publisher_started_as": f"{' '.join(NICE)}; {weigh_note(jd)}", "caught_up": bool(caught_up),
+            "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in load_after]}
+
+
+def slowdown(jd, broker, work: Path, frames: int, rounds: int) -> dict:
+    images = demo_images(work)
     (work / "follow").mkdir()
     # The packaged configuration's figures: metrics served too (a second reader of every record)
     follow = config(work / "follow", broker, "follow", first_start="now", metrics=f"127.0.0.1:{free_port()}")
@@ -283,20 +350,28 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="records written at each rate, in seconds")
     parser.add_argument("--station-frames", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=8, help="pairs of station runs, alone and with the publisher")
+    parser.add_argument("--toggle-windows", type=int, default=0, help="4.: windows of a publisher stopped and continued (even)")
+    parser.add_argument("--window-s", type=float, default=2.0)
+    parser.add_argument("--only-toggle", action="store_true", help="run 4. alone")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inspectd-bench-publish-"))
     results: dict = {}
     try:
         with mosquitto(work) as broker, private_journald(work) as jd:
-            (work / "backlog").mkdir()
-            results["throughput"] = throughput(jd, broker, work, args.backlog)
-            print(f"throughput: {results['throughput']}", flush=True)
-            results["delay"] = [delay(jd, broker, work, rate, args.seconds, yielding) for yielding in (False, True) for rate in (20.0, 50.0)]
-            for row in results["delay"]:
-                print(f"delay: {row}", flush=True)
-            results["station"] = slowdown(jd, broker, work, args.station_frames, args.rounds)
-            print(f"station: {results['station']}", flush=True)
+            if not args.only_toggle:
+                (work / "backlog").mkdir()
+                results["throughput"] = throughput(jd, broker, work, args.backlog)
+                print(f"throughput: {results['throughput']}", flush=True)
+                results["delay"] = [delay(jd, broker, work, rate, args.seconds, yielding) for yielding in (False, True)
+                                    for rate in (20.0, 50.0)]
+                for row in results["delay"]:
+                    print(f"delay: {row}", flush=True)
+                results["station"] = slowdown(jd, broker, work, args.station_frames, args.rounds)
+                print(f"station: {results['station']}", flush=True)
+            if args.toggle_windows:
+                results["toggled"] = toggled(jd, broker, work, args.toggle_windows, args.window_s)
+                print(f"toggled: {results['toggled']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(OSError):
