@@ -4,8 +4,8 @@ One small JSON record per key, in the state directory (``$STATE_DIRECTORY``, the
 ``$XDG_CACHE_HOME/inspectd`` or ``~/.cache/inspectd``), folder ``selftest-memory``. The key is everything a self-test's
 outcome depends on: the folder's metadata as loaded (it holds the sha256 of model.xml, model.bin and selftest.npz, the
 threshold and the limits), the device's name, capabilities and CPUs, the OpenVINO build, the compile configuration
-(with the precision asked) and the self-test's own rule (the sha256 of ``selftest.py``); the record adds the precision
-the compiled model executed. A record that does not match exactly (another key, a truncated, foreign or oversized
+(with the precision asked) and the self-test's own rule (``selftest.py``'s sha256, numpy's and OpenCV's versions); the
+record adds the precision the compiled model executed. A record that does not match exactly (another key, a truncated, foreign or oversized
 file, a record of another shape) is a miss: the self-test runs, as it would with no memory at all. Memory that cannot
 be read or written never stops a load; it costs the replay and one note (``trouble``).
 
@@ -27,6 +27,9 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from inspectd.daemon.runtime import selftest
 from inspectd.daemon.runtime.selftest import SelfTestResult
@@ -54,8 +57,11 @@ def default_folder() -> Path | None:
 
 
 def rule_digest() -> str:
-    """The self-test's rule as this inspectd runs it: a changed selftest.py (limits, checks) replays every self-test."""
-    return hashlib.sha256(Path(selftest.__file__).read_bytes()).hexdigest()
+    """The self-test's rule as this inspectd runs it: a changed selftest.py (limits, checks), or another numpy or OpenCV
+    under it (the coarse maps), replays every self-test."""
+    digest = hashlib.sha256(Path(selftest.__file__).read_bytes())
+    digest.update(f"numpy {np.__version__}, opencv {cv2.__version__}".encode())
+    return digest.hexdigest()
 
 
 def memory_key(folder: ModelFolder, device: str, device_name: str, capabilities, openvino_version: str, config: dict) -> dict | None:
