@@ -100,6 +100,7 @@ def corruptions(path: Path, record: bytes):
     yield "a list", lambda: path.write_text("[]")
     yield "nested too deep", lambda: path.write_text("[" * 30000 + "]" * 30000)
     data = json.loads(record)
+    yield "another key's record", lambda: path.write_text(json.dumps({**data, "key": {**data["key"], "openvino": "2020.1"}}))
     for name, value in [("kind", "something else"), ("when", 3), ("result", None)]:
         yield f"{name} changed", lambda name=name, value=value: path.write_text(json.dumps({**data, name: value}))
     for name, value in [("frames", "8"), ("problem", 1), ("seconds", None), ("flips", True), ("requested", "bf16")]:
