@@ -253,7 +253,8 @@ def main() -> int:
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--outside", action="store_true", help="inspectd infer and OpenVINOInferencer as processes over image files")
-    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16"), help="--outside: asked of both (default f32)")
+    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16", "auto"),
+                        help="--outside: asked of both (default f32; auto: each tool's default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

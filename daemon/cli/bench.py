@@ -36,10 +36,11 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
     from inspectd.daemon import schema
     from inspectd.daemon.runtime.cost import graph_cost, peak_rss_mib
     from inspectd.daemon.runtime.model import Model
+    from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
     from inspectd.daemon.runtime.preprocess import prepare
 
     start = time.perf_counter()
-    model = Model.load(model_dir, precision=precision)
+    model = Model.load(model_dir, precision=precision, memory=SelfTestMemory.default())
     load_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (height, width, 3) if model.color == schema.RGB else (height, width), dtype=np.uint8)  # of the folder's mode

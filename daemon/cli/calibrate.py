@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.evaluation.roles import FIT, digest, role_of
     from inspectd.daemon.evaluation.thresholds import check_target, f1_optimal, for_false_reject_rate, images_needed
     from inspectd.daemon.runtime.model import Model
+    from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
     try:
         check_target(args.max_false_reject_rate, args.confidence)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                             fix=exc.fix) from None
     folder = Path(args.model_dir)
     samples = labelled_images(args.data_dir)
-    model = Model.load(folder)
+    model = Model.load(folder, memory=SelfTestMemory.default())
     applied = station_rule.station_rule(args, model)
     if applied.note:
         print(f"inspectd calibrate: {applied.note}", file=sys.stderr)

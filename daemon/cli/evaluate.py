@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.evaluation.measure import json_safe, score_all, summarise, text
     from inspectd.daemon.evaluation.roles import role_of
     from inspectd.daemon.runtime.model import Model
+    from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
     samples = labelled_images(args.data_dir)
     report = _report_folder(args.report) if args.report else None
-    model = Model.load(args.model_dir)
+    model = Model.load(args.model_dir, memory=SelfTestMemory.default())
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     applied = station_rule.station_rule(args, model)

@@ -33,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.heatmap import overlay
     from inspectd.daemon.runtime.images import read_image, write_png
     from inspectd.daemon.runtime.model import Model
+    from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
     if args.heatmap_dir:
         output_folder(args.heatmap_dir, key="--heatmap-dir")  # one line now, not one per image
-    model = Model.load(args.model_dir, precision=args.precision)
+    model = Model.load(args.model_dir, precision=args.precision, memory=SelfTestMemory.default())
     if model.fallback:
         print(f"inspectd: {args.model_dir}: {model.fallback}", file=sys.stderr)
     applied = station_rule.station_rule(args, model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 
 def add_to(commands) -> None:

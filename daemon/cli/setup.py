@@ -12,7 +12,7 @@ import argparse
 import signal
 import threading
 
-from inspectd.daemon.station.config import DEFAULT_PATH
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 
 def add_to(commands) -> None:

@@ -39,11 +39,11 @@ def add_to(parser: argparse.ArgumentParser) -> None:
 
 def station_rule(args: argparse.Namespace, model: Model) -> StationRule:
     """The rule to apply to ``model`` (a configuration error exits 78, as ``inspectd check`` would)."""
-    from inspectd.daemon.station.config import load, threshold_errors
-    from inspectd.daemon.station.settings import raise_all
-
     if args.no_config or (args.config is None and not DEFAULT_PATH.exists()):
         return StationRule(model.rule(), None)
+    from inspectd.daemon.station.config import load, threshold_errors  # only with a configuration: the station's parts cost a start
+    from inspectd.daemon.station.settings import raise_all
+
     path = args.config or DEFAULT_PATH
     config = load(path)
     same = Path(config.model.path).resolve() == model.folder.path.resolve()

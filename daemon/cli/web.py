@@ -10,8 +10,6 @@ live tap, and changes nothing. Off loopback it needs a password (a systemd crede
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import signal
 import sys
 
@@ -28,7 +26,9 @@ def add_to(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio  # here, not at the top: every command's parser imports this module
     import dataclasses
+    import logging
 
     from inspectd.daemon.web.settings import WebConfig, load
 
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve_until_stopped(config, password: str | None) -> int:
+    import asyncio
+
     from inspectd.daemon.station.notify import Notifier
     from inspectd.daemon.web.server import Page, serve
 

@@ -25,6 +25,7 @@ from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, re
 from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.preprocess import model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
+from inspectd.daemon.runtime.selftest_memory import SelfTestMemory, memory_key
 
 
 @dataclass
@@ -54,6 +55,10 @@ PRECISIONS = ("bf16", "f16", "f32")  # fastest first
 NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
 
 
+def compile_config(precision: str) -> dict[str, str]:
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+
+
 def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[SelfTestResult]:
     """The folder's self-test at bf16, f16 and f32 in turn, as ``inspectd doctor`` shows it (no fallback, nothing kept).
 
@@ -67,7 +72,7 @@ def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[
     outputs = folder.metadata.outputs
     results, by_executed = [], {}
     for precision in PRECISIONS:
-        compiled = core.compile_model(graph, device, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
+        compiled = core.compile_model(graph, device, compile_config(precision))
         executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if executed in by_executed:  # bf16 on ARM, f16 on AVX2: the same kernels as a precision already tested
             results.append(dataclasses.replace(by_executed[executed], requested=precision))
@@ -110,11 +115,17 @@ class Model:
     ``fallback`` says why a faster precision was not used. If f32 fails too the folder does
     not fit this device: ModelDoesNotFit (exit 78).
 
+    With a ``memory`` (``selftest_memory``; the station and the CLI pass the state directory's), an outcome
+    remembered for exactly this folder, device, OpenVINO build, precision and self-test rule is not replayed:
+    a remembered failure is not compiled again (unless it is the last candidate: a folder is refused only on
+    a fresh self-test), a remembered pass is used once the compiled model executes the remembered precision.
+    Without one (the default; ``inspectd doctor``, export) every self-test runs.
+
     A folder whose metadata is a Draft (``inspectd export`` still making it: no threshold or
     self-test yet) is compiled at the named precision as it is, untested; its threshold is NaN.
     """
 
-    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto") -> None:
+    def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> None:
         import openvino as ov  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
@@ -140,25 +151,40 @@ class Model:
         self.notes: list[str] = []  # precisions not tried, and why
         self.trials: list[SelfTestResult] = []
         self.timings = {"read_s": time.perf_counter() - start, "compile_s": 0.0, "self_test_s": 0.0}
-        for candidate in self._candidates(core, device, precision):
+        candidates = self._candidates(core, device, precision)
+        capabilities = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+        for candidate in candidates:
+            key = memory_key(folder, device, self.device_name, capabilities, ov.__version__, compile_config(candidate)) \
+                if memory and cases else None
+            remembered = memory.recall(key) if memory else None
+            if remembered and not remembered.passed and candidate != candidates[-1]:
+                self.trials.append(remembered)  # failed here before: not compiled again
+                continue
             start = time.perf_counter()
-            compiled = core.compile_model(graph, device, {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": candidate})
+            compiled = core.compile_model(graph, device, compile_config(candidate))
             self.timings["compile_s"] += time.perf_counter() - start
             executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             if cases is None:
                 break
-            result = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, candidate)
-            self.timings["self_test_s"] += result.seconds
+            if remembered and remembered.passed and remembered.executed == executed and remembered.frames == len(cases.names):
+                result = remembered
+            else:
+                result = run_self_test(compiled, outputs.anomaly_map, outputs.score, cases, candidate)
+                self.timings["self_test_s"] += result.seconds
+                if memory:
+                    memory.remember(key, result)
             self.trials.append(result)
             if result.passed:
                 break
         else:
-            tried = "; ".join(f"{t.requested}: {t.problem}" for t in self.trials)
+            tried = "; ".join(f"{t.requested}: {t.problem}{t.memory_note}" for t in self.trials)
             raise ModelDoesNotFit(
                 f"{folder.path}: the model folder's self-test fails on this device at every precision ({tried}); the folder does not "
                 f"fit {self.device_name} with OpenVINO {ov.__version__}: re-export it with this OpenVINO version, or run "
                 f"'inspectd doctor' on this device"
             )
+        if memory and memory.trouble:
+            self.notes.append(f"self-test memory: {memory.trouble}; the self-test runs at every load")
         self.precision = executed  # what OpenVINO really runs, not what was asked
         self.compiled = compiled
         self.request = self.compiled.create_infer_request()
@@ -194,7 +220,10 @@ class Model:
         failed = [t for t in self.trials if not t.passed]
         if not failed:
             return None
-        reasons = "; ".join(f"{t.requested} failed its self-test on this device: {t.problem}" for t in failed)
+        reasons = "; ".join(f"{t.requested} failed its self-test on this device: {t.problem}{t.memory_note}" for t in failed)
+        chosen = self.trials[-1]
+        if chosen.passed and chosen.remembered:
+            reasons += f"; {chosen.requested} passed it{chosen.memory_note}"
         return f"{reasons}; running at {self.precision}"
 
     def precision_report(self) -> list[str]:
@@ -205,8 +234,11 @@ class Model:
         return lines
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto") -> Model:
-        return cls(read_model_folder(path), device, precision)
+    def load(cls, path: str | Path, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> Model:
+        start = time.perf_counter()
+        model = cls(read_model_folder(path), device, precision, memory)
+        model.timings["folder_s"] = time.perf_counter() - start - sum(model.timings.values())  # read + sha256, before the rest
+        return model
 
     def rule(self) -> Rule:
         """The folder's own decision rule: its threshold, nothing else (a station's configuration may add to it)."""

@@ -53,6 +53,7 @@ class SelfTestResult:
     limit: float
     problem: str | None  # why it failed; None when it passed
     seconds: float
+    remembered: str | None = None  # when it ran, if this load took it from memory (``selftest_memory``) instead of replaying it
 
     @property
     def passed(self) -> bool:
@@ -60,10 +61,17 @@ class SelfTestResult:
 
     def summary(self) -> str:
         head = f"self-test at {self.requested}" + (f" (runs as {self.executed} here)" if self.executed != self.requested else "")
+        replay = ", not replayed: the same folder, device, OpenVINO and self-test since" if self.remembered else ""
         if not self.passed:
-            return f"{head}: FAILED, {self.problem}"
+            return f"{head}: FAILED, {self.problem}{self.memory_note[:-1]}{replay})" if replay else f"{head}: FAILED, {self.problem}"
         return (f"{head}: passed on {self.frames} frames, score error {self.max_score_error * 100:.3f}% and map error "
-                f"{self.max_map_error * 100:.3f}% of the threshold (limit {self.limit * 100:g}%), 0 flips, {self.seconds * 1000:.0f} ms")
+                f"{self.max_map_error * 100:.3f}% of the threshold (limit {self.limit * 100:g}%), 0 flips, {self.seconds * 1000:.0f} ms"
+                + (f"{self.memory_note[:-1]}{replay})" if replay else ""))
+
+    @property
+    def memory_note(self) -> str:
+        """When a remembered outcome ran; empty for one this load ran."""
+        return f" (remembered from {self.remembered})" if self.remembered else ""
 
 
 def coarse_map(anomaly_map: np.ndarray) -> np.ndarray:
@@ -143,6 +151,6 @@ def run_self_test(compiled, map_output: str, score_output: str, cases: SelfTestC
         if map_errors[-1] > limit:
             problem = f"anomaly-map error {map_errors[-1] * 100:.3f}% of the threshold on {name} (limit {limit * 100:g}%)"
             break
-    worst_score, worst_map = max(score_errors, default=float("nan")), max(map_errors, default=float("nan"))
+    worst_score, worst_map = float(max(score_errors, default=float("nan"))), float(max(map_errors, default=float("nan")))
     return SelfTestResult(requested, executed, ran, worst_score, worst_map, flips, limit, problem,
                           time.perf_counter() - start)

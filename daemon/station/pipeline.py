@@ -16,6 +16,7 @@ from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.decision import Judge, Rule
 from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.drift import DriftWatch, drift_watch
 from inspectd.daemon.station.outputs import EventKind, Fanout, Notice, Output, OutputConfig
@@ -90,7 +91,7 @@ def load_model(config: Config) -> Model:
     """The model as the station loads it, self-test included: a problem with the folder is a configuration error (exit 78)."""
     check_device(config)
     try:
-        return Model.load(config.model.path, config.model.device, config.model.precision)
+        return Model.load(config.model.path, config.model.device, config.model.precision, SelfTestMemory.default())
     except ConfigError as error:
         raise located(error, config.file) from None
     except InspectdError as error:
