@@ -30,7 +30,6 @@ def child(model_dir: str, image: str, precision: str, spawned: float) -> None:
 
     build_parser()
     marks["parser_s"] = time.perf_counter() - start
-    sys.modules.setdefault("openvino.tools.ovc", None)  # as the command line's main() does for a station command
     start = time.perf_counter()
     import cv2  # noqa: F401
     import numpy  # noqa: F401

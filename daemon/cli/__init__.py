@@ -23,8 +23,6 @@ COMMANDS = ("infer", "evaluate", "calibrate", "collect", "workstation", "run", "
 # handlers sooner.
 ALONE = {"web": "web", "run": "run", "publish": "publish"}
 RUNTIME_PACKAGES = {"openvino", "numpy", "cv2"}
-# Commands that convert models (torch to OpenVINO): the others never need OpenVINO's converter.
-CONVERTING = {"train", "export"}
 
 
 DASH_VALUES = ("--since", "--until")  # their values may start with "-" (a relative time, -8h): argparse would take it for an option
@@ -50,14 +48,8 @@ def build_parser(modules: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    own_process = argv is None  # the command line's process (not main() called by other code): one command, then exit
     argv = joined_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser((ALONE[argv[0]],) if argv and argv[0] in ALONE else COMMANDS).parse_args(argv)
-    if own_process and args.command not in CONVERTING:
-        # `import openvino` imports its model converter too (openvino.tools.ovc, with its telemetry), which a station
-        # command never uses: 0.25 s of CPU of the 0.70 s numpy, OpenCV and OpenVINO took to import here. openvino's
-        # __init__ takes the ImportError and goes on without convert_model.
-        sys.modules.setdefault("openvino.tools.ovc", None)
     try:
         return args.run(args)
     except InspectdError as exc:

@@ -89,19 +89,3 @@ def test_folders_are_expanded_to_their_images(demo_model, station):
     assert result.returncode == 0, result.stderr
     images = [json.loads(line)["image"] for line in result.stdout.splitlines()]
     assert images == sorted(str(p) for p in (station / "test").rglob("*.png")) and len(images) == 18
-
-
-def test_a_station_command_starts_without_openvinos_converter(demo_model, station):
-    """`inspectd infer` (its own process) never imports openvino.tools.ovc, a quarter of its imports' cost; main() called
-    in a process that may convert models later (an export, a test) leaves OpenVINO whole."""
-    import subprocess
-    import sys
-
-    from inspectd.daemon.cli import main
-
-    image = sorted((station / "test" / "good").glob("*.png"))[0]
-    timed = subprocess.run([sys.executable, "-X", "importtime", "-m", "inspectd.daemon.cli", "infer", str(demo_model), str(image)],
-                           capture_output=True, text=True)
-    assert timed.returncode == 0 and "openvino.tools.ovc.convert" not in timed.stderr and "| openvino\n" in timed.stderr
-    assert main(["infer", str(demo_model), str(image), "--precision", "f32"]) == 0
-    assert sys.modules.get("openvino.tools.ovc", "not imported") is not None
