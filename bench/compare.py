@@ -304,7 +304,8 @@ def _outside(args: argparse.Namespace, paths: dict) -> int:
 
     if "anomalib_openvino" not in paths:
         raise SystemExit("bench: --outside compares with anomalib's OpenVINOInferencer: install anomalib (pip install -e '.[export]')")
-    images = sorted((args.data / "test").glob("*/*.*"))[: args.frames]
+    available = sorted((args.data / "test").glob("*/*.*"))
+    images = [available[index % len(available)] for index in range(args.frames)]  # more than there are: cycled
     table = outside.measure(paths, images, args.rounds, args.precision)
     checks = outside.ratios(table)
     print(outside.render(table, checks, len(images), args.precision))
