@@ -1,6 +1,7 @@
 """inspectd against anomalib's own inferencers, in one run, on the same checkpoint and frames.
 
     python bench/compare.py [--data ../shared/data/cookie] [--checkpoint CKPT] [--rounds 3] [--frames 30]
+    python bench/compare.py --precision f32 ...   # every contender compiled at f32 (the Pi's fallback, an AVX2 x86)
     python bench/compare.py --outside [--precision f32] ...   # from outside, as a user runs them (bench/outside.py)
 
 Contenders, each in a process of its own (so memory and cold start are its own), run in
@@ -92,20 +93,23 @@ def _anomalib_exports(checkpoint: Path, work: Path) -> dict:
 
 # ---------------------------------------------------------------- one contender (child)
 
-def _load(contender: str, paths: dict):
-    """Returns (predict(frame_bgr) -> None, model files, pipelined-fps function or None)."""
+def _load(contender: str, paths: dict, precision: str):
+    """Returns (predict(frame_bgr) -> None, model files, pipelined-fps function or None).
+
+    ``precision``: "auto" (each tool's own choice) or the INFERENCE_PRECISION_HINT asked of every OpenVINO contender.
+    """
     if contender == "inspectd":
         from inspectd.daemon.runtime.model import Model
 
-        model = Model.load(paths["inspectd_model"])
+        model = Model.load(paths["inspectd_model"], precision=precision)
         return (lambda frame: model.infer(frame)), _files(paths["inspectd_model"]), None
     if contender == "daemon":
-        return _daemon(paths)
+        return _daemon(paths, precision)
     if contender == "bare-ir":
         from inspectd.daemon.runtime.model import Model
         from inspectd.daemon.runtime.preprocess import prepare as preprocess
 
-        model = Model.load(paths["inspectd_model"])  # the same compiled graph and precision as inspectd
+        model = Model.load(paths["inspectd_model"], precision=precision)  # the same compiled graph and precision as inspectd
         ready = {}
 
         def infer(frame):
@@ -117,7 +121,8 @@ def _load(contender: str, paths: dict):
     if contender == "openvino-inferencer":
         from anomalib.deploy import OpenVINOInferencer
 
-        inferencer = OpenVINOInferencer(path=paths["anomalib_openvino"], device="CPU")
+        config = {} if precision == "auto" else {"INFERENCE_PRECISION_HINT": precision}
+        inferencer = OpenVINOInferencer(path=paths["anomalib_openvino"], device="CPU", config=config)
         # anomalib takes RGB, 0..1 float (its own read_image output); the conversion is part of using it
         return (lambda frame: inferencer.predict(frame[:, :, ::-1].astype(np.float32) / 255.0)), _files(Path(paths["anomalib_openvino"]).parent), None
     if contender == "torch-inferencer":
@@ -134,7 +139,7 @@ def _load(contender: str, paths: dict):
     raise SystemExit(f"unknown contender {contender}")
 
 
-def _daemon(paths: dict):
+def _daemon(paths: dict, precision: str):
     """The station's own per-frame cycle and its pipelined rate, outputs included."""
     import io
 
@@ -145,7 +150,7 @@ def _daemon(paths: dict):
     from inspectd.daemon.station.sources.memory import MemorySource
     from inspectd.daemon.station.loop import Station
 
-    config = Config(model=ModelConfig(path=paths["inspectd_model"]), source=DirectoryConfig(path=".", mode="watch"),
+    config = Config(model=ModelConfig(path=paths["inspectd_model"], precision=precision), source=DirectoryConfig(path=".", mode="watch"),
                     journal=JournalConfig(enabled=False), archive=ArchiveConfig(enabled=False),
                     gpio=GpioConfig(chip="memory", reject=RejectLineConfig(line="GPIO17", pulse_ms=20)))
     journal = JournalOutput(JournalConfig(), stream=io.StringIO())  # the real formatting, into memory
@@ -168,13 +173,13 @@ def _files(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".xml", ".bin", ".pt", ".json"))
 
 
-def run_contender(contender: str, paths: dict, started_at: float) -> dict:
+def run_contender(contender: str, paths: dict, started_at: float, precision: str) -> dict:
     # Imported in the child, before any model loads, alike for every contender: imported at the
     # top, inspectd.daemon would set its OPENBLAS_NUM_THREADS in the parent and so for anomalib too.
     from inspectd.daemon.runtime.cost import peak_rss_mib
 
     frames = np.load(paths["frames"])
-    predict, size, pipelined = _load(contender, paths)
+    predict, size, pipelined = _load(contender, paths, precision)
     predict(frames[0])
     cold_start = time.time() - started_at
     for frame in frames:  # warm-up pass over every frame (the floor prepares its tensors here)
@@ -225,7 +230,7 @@ def ratios(table: dict) -> list[tuple[str, float, float | None]]:
     if mine and "daemon" in table:
         checks.append(("daemon cycle / inspectd inference", table["daemon"]["latency_median_ms"] / mine["latency_median_ms"], 1.15))
     if mine and "bare-ir" in table:
-        checks.append(("inspectd inference / bare IR (floor)", mine["latency_median_ms"] / table["bare-ir"]["latency_median_ms"], None))
+        checks.append(("inspectd inference / bare IR (floor)", mine["latency_median_ms"] / table["bare-ir"]["latency_median_ms"], 1.15))
     return checks
 
 
@@ -253,18 +258,20 @@ def main() -> int:
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--outside", action="store_true", help="inspectd infer and OpenVINOInferencer as processes over image files")
-    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "f16", "auto"),
-                        help="--outside: asked of both (default f32; auto: each tool's default)")
+    parser.add_argument("--precision", choices=("auto", "f32", "bf16", "f16"),
+                        help="asked of every OpenVINO contender (default: auto, each tool's own choice; with --outside f32)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_contender(args.child, json.loads(os.environ["BENCH_PATHS"]), float(os.environ["BENCH_T0"]))))
+        print(json.dumps(run_contender(args.child, json.loads(os.environ["BENCH_PATHS"]), float(os.environ["BENCH_T0"]), args.precision or "auto")))
         return 0
     if not (args.data / "test").is_dir():
         raise SystemExit(f"bench: {args.data}/test not found; pass --data with an MVTec-layout data set")
     paths = prepare(args.work, args.data, args.checkpoint, args.frames)
     if args.outside:
+        args.precision = args.precision or "f32"
         return _outside(args, paths)
+    precision = args.precision or "auto"
     contenders = [c for c in args.contenders if c not in NEEDS_ANOMALIB or "anomalib_openvino" in paths]
     note = "" if len(contenders) == len(args.contenders) else "anomalib is not installed here: inspectd benchmarked alone."
     runs = []
@@ -275,15 +282,18 @@ def main() -> int:
             env = dict(os.environ, BENCH_PATHS=json.dumps(paths), BENCH_T0=repr(time.time()))
             if contender not in NEEDS_ANOMALIB:
                 env.setdefault("OPENBLAS_NUM_THREADS", "1")  # what `import inspectd.daemon` sets before numpy loads
-            child = subprocess.run([sys.executable, __file__, "--child", contender], env=env, capture_output=True, text=True)
+            child = subprocess.run([sys.executable, __file__, "--child", contender, "--precision", precision], env=env,
+                                   capture_output=True, text=True)
             if child.returncode != 0:
                 raise SystemExit(f"bench: {contender} failed:\n{child.stderr[-3000:]}")
             runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
     table = summarise(runs)
     checks = ratios(table)
+    print(f"precision asked of every OpenVINO contender: {precision}")
     print(render(table, checks, note))
     args.json.write_text(json.dumps({"table": table, "ratios": [{"what": w, "value": v, "target": t} for w, v, t in checks],
-                                     "frames": args.frames, "rounds": args.rounds, "frame_size": FRAME_SIZE, "note": note}, indent=2))
+                                     "frames": args.frames, "rounds": args.rounds, "frame_size": FRAME_SIZE, "precision": precision,
+                                     "note": note}, indent=2))
     print(f"bench: wrote {args.json}", file=sys.stderr)
     return 0
 
@@ -294,7 +304,8 @@ def _outside(args: argparse.Namespace, paths: dict) -> int:
 
     if "anomalib_openvino" not in paths:
         raise SystemExit("bench: --outside compares with anomalib's OpenVINOInferencer: install anomalib (pip install -e '.[export]')")
-    images = sorted((args.data / "test").glob("*/*.*"))[: args.frames]
+    available = sorted((args.data / "test").glob("*/*.*"))
+    images = [available[index % len(available)] for index in range(args.frames)]  # more than there are: cycled
     table = outside.measure(paths, images, args.rounds, args.precision)
     checks = outside.ratios(table)
     print(outside.render(table, checks, len(images), args.precision))

@@ -12,7 +12,10 @@ Contenders, each a fresh process per run, alternating (A/B, the order rotated ev
 Per frame: (T(N) - T(1)) / (N - 1), T(k) the wall time of a process over k images (start-up,
 model load and self-test cancel out); the median and p95 of the gaps between successive result
 lines of the N-image run; cold start: process start to its first result line (a single-image
-run, so nothing else is in it); peak RSS: the process's own (wait4).
+run, so nothing else is in it); peak RSS: the process's own, from wait4 in a small launcher
+(``LAUNCHER``) that forks it: a process forked from this one, which has loaded torch and anomalib to export, would
+start with this one's peak (Linux keeps the high-water mark across fork and exec) and both would read the same.
+More frames than the data set holds cycle through its images (a file read again is decoded again).
 
 inspectd remembers a self-test's outcome (``runtime/selftest_memory``): each round gives it an empty
 memory (``XDG_CACHE_HOME``), so its first single-image run is a first load (every self-test runs:
@@ -34,6 +37,10 @@ from pathlib import Path
 import numpy as np
 
 CONTENDERS = ("inspectd infer", "OpenVINOInferencer")
+# argv: RESULT_FILE COMMAND...; runs COMMAND as its child, writes "peak_rss_kib exit_code" to RESULT_FILE, exits with its code
+LAUNCHER = ("import os, sys\npid = os.fork()\nif pid == 0:\n    os.execvp(sys.argv[2], sys.argv[2:])\n"
+            "_, status, usage = os.wait4(pid, 0)\ncode = os.waitstatus_to_exitcode(status)\n"
+            "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {code}')\nsys.exit(code)")
 
 
 def command(contender: str, paths: dict, images: list[Path], precision: str) -> list[str]:
@@ -46,18 +53,20 @@ def command(contender: str, paths: dict, images: list[Path], precision: str) -> 
 def run_once(argv: list[str], expected: int, cache: str | None = None) -> dict:
     """Run argv (with ``cache`` as its XDG_CACHE_HOME); the time of each result line from the start, the total, and the peak RSS."""
     env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"} | ({"XDG_CACHE_HOME": cache} if cache else {})
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    stamps = []
-    for line in proc.stdout:
-        if line.startswith("{"):
-            stamps.append(time.perf_counter() - start)
-    _, status, usage = os.wait4(proc.pid, 0)
-    total = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 or len(stamps) != expected:
-        raise SystemExit(f"bench: {argv[0]} {argv[1]} exited {proc.returncode} with {len(stamps)} of {expected} result lines")
-    return {"total_s": total, "stamps_s": stamps, "peak_rss_mib": usage.ru_maxrss / 1024.0}
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as result:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, result.name, *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=env)
+        stamps = []
+        for line in proc.stdout:
+            if line.startswith("{"):
+                stamps.append(time.perf_counter() - start)
+        proc.wait()
+        total = time.perf_counter() - start
+        peak_kib, code = (int(field) for field in (result.read().split() or ["0", str(proc.returncode)]))
+    if proc.returncode != 0 or code != 0 or len(stamps) != expected:
+        raise SystemExit(f"bench: {argv[0]} {argv[1]} exited {code} with {len(stamps)} of {expected} result lines")
+    return {"total_s": total, "stamps_s": stamps, "peak_rss_mib": peak_kib / 1024.0}
 
 
 def measure(paths: dict, images: list[Path], rounds: int, precision: str) -> dict:
@@ -91,6 +100,7 @@ def measure(paths: dict, images: list[Path], rounds: int, precision: str) -> dic
 def ratios(table: dict) -> list[tuple[str, float, float]]:
     mine, theirs = table["inspectd infer"], table["OpenVINOInferencer"]
     return [("per frame from outside, inspectd / OpenVINOInferencer", mine["per_frame_ms"] / theirs["per_frame_ms"], 0.6),
+            ("gap between results (median), inspectd / OpenVINOInferencer", mine["gap_median_ms"] / theirs["gap_median_ms"], 0.6),
             ("cold start (process start to first verdict), inspectd / OpenVINOInferencer", mine["cold_start_s"] / theirs["cold_start_s"], 0.1),
             ("cold start, inspectd's first load (no self-test remembered) / OpenVINOInferencer",
              mine["cold_start_first_load_s"] / theirs["cold_start_s"], None),

@@ -6,6 +6,12 @@ normalisation, the backbone, PaDiM's embedding and Mahalanobis distance, the bil
 up-sampling and the Gaussian smoothing. Outputs: ``anomaly_map`` (1, 1, H, W) and ``score``
 (1,), its maximum: the raw score anomalib's torch model reports before normalisation.
 
+The embedding takes each layer's chosen channels before the coarser layers are up-sampled (anomalib
+concatenates every channel of every layer at the finest resolution, then keeps 100 of them: for
+resnet18 448 channels up-sampled and copied to keep 100). The channels so come grouped by layer,
+a fixed permutation of anomalib's order; the mean and the inverse covariances are permuted alike
+at export, and the squared distance, a quadratic form, is the same.
+
 The smoothing is anomalib's own 33x33 kernel applied as two 1-D passes (it is an outer
 product of two 1-D Gaussians): the same result with 2x33 instead of 33x33 multiply-adds per pixel.
 
@@ -77,6 +83,24 @@ def distance_cap(distance_scale_log2: int) -> float:
     return min(limit, (limit * 2.0**distance_scale_log2) ** 2)
 
 
+def layer_channels(idx: list[int], widths: list[int]) -> tuple[list[list[int]], list[int]]:
+    """anomalib's chosen channels (``idx``: into the layers' outputs concatenated, ``widths`` channels each) grouped by layer.
+
+    Returns each layer's own channel numbers, in the order ``idx`` names them, and the permutation:
+    channel k of the grouped embedding is channel ``permutation[k]`` of anomalib's.
+
+    >>> layer_channels([5, 0, 2, 4], [3, 3])
+    ([[0, 2], [2, 1]], [1, 2, 0, 3])
+    """
+    starts = np.cumsum([0, *widths]).tolist()
+    per_layer, permutation = [], []
+    for low, high in zip(starts[:-1], starts[1:]):
+        positions = [position for position, channel in enumerate(idx) if low <= channel < high]
+        per_layer.append([idx[position] - low for position in positions])
+        permutation += positions
+    return per_layer, permutation
+
+
 def triangular_blocks(inv_covariance: torch.Tensor, distance_scale_log2: int, block: int = BLOCK) -> list[torch.Tensor]:
     """2^k L^T (L: the lower Cholesky factor of each position's inverse covariance) in blocks of ``block`` rows.
 
@@ -111,12 +135,18 @@ class InspectdPadim(nn.Module):
         # x_rgb / 255 then Normalize == x_rgb * scale + offset
         self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1))
         self.register_buffer("offset", (-mean / std).view(1, 3, 1, 1))
-        self.register_buffer("idx", padim.idx.clone())
+        per_layer, permutation = layer_channels(padim.idx.tolist(), list(padim.feature_extractor.out_dims))
+        self.chosen = [layer for layer, channels in zip(self.layers, per_layer) if channels]  # a layer with none chosen is skipped
+        for layer, channels in zip(self.layers, per_layer):
+            if channels:
+                self.register_buffer(f"channels_{layer.replace('.', '_')}", torch.tensor(channels, dtype=torch.long))
         # The Gaussian statistics are most of the model (positions x C x C): stored in FP16 and
         # widened at run time. The backbone keeps FP32 weights: FP16 backbone weights moved
         # mobilenetv2 scores by 1.3% of the threshold, the statistics in FP16 by about 0.01%.
-        self.register_buffer("mean", padim.gaussian.mean.half())  # (C, positions)
-        blocks = triangular_blocks(padim.gaussian.inv_covariance, distance_scale_log2 or 0)
+        permutation = torch.tensor(permutation, dtype=torch.long)
+        self.register_buffer("mean", padim.gaussian.mean[permutation].half())  # (C, positions)
+        inv_covariance = padim.gaussian.inv_covariance[:, permutation][:, :, permutation]
+        blocks = triangular_blocks(inv_covariance, distance_scale_log2 or 0)
         self.block_starts = [index * BLOCK for index in range(len(blocks))]
         for index, weights in enumerate(blocks):
             self.register_buffer(f"factor_{index}", weights.half())  # (positions, C - start, BLOCK)
@@ -130,11 +160,12 @@ class InspectdPadim(nn.Module):
     def forward(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = frame.permute(0, 3, 1, 2)[:, [2, 1, 0]]
         features = self.feature_extractor(rgb * self.scale + self.offset)
-        embedding = features[self.layers[0]]
-        for layer in self.layers[1:]:
-            coarse = F.interpolate(features[layer], size=embedding.shape[-2:], mode="nearest")
-            embedding = torch.cat((embedding, coarse), 1)
-        embedding = torch.index_select(embedding, 1, self.idx)
+        finest = features[self.layers[0]].shape[-2:]
+        parts = []
+        for layer in self.chosen:
+            part = torch.index_select(features[layer], 1, getattr(self, f"channels_{layer.replace('.', '_')}"))
+            parts.append(part if part.shape[-2:] == finest else F.interpolate(part, size=finest, mode="nearest"))
+        embedding = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
         _, channels, height, width = embedding.shape
         delta = (embedding.reshape(channels, height * width) - self.mean.float()).transpose(0, 1).unsqueeze(1)  # (positions, 1, C)
         squared = None

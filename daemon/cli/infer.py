@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from inspectd.daemon.cli import station_rule
@@ -31,7 +34,7 @@ def add_to(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.heatmap import overlay
-    from inspectd.daemon.runtime.images import read_image, write_png
+    from inspectd.daemon.runtime.images import write_png
     from inspectd.daemon.runtime.model import Model
     from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
@@ -46,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     rule, judge = applied.rule, applied.rule.judge()
     failures = 0
     heatmap_names: set[str] = set()
-    for image in expand(args.images):
+    for image, frame, prepared in read_ahead(expand(args.images), model):
         try:
-            frame = read_image(image)
-            result = model.infer(frame, image)
+            if isinstance(prepared, InspectdError):
+                raise prepared
+            result = model.score(prepared)
             decided = judge(result.score, result.anomaly_map)
             heatmap = None
             if args.heatmap_dir:
@@ -73,6 +77,45 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{verdict:6} score {result.score:9.4f}  threshold {rule.threshold:.4f}  {result.latency_ms:7.2f} ms  {image}", flush=True)
     return 1 if failures else 0
+
+
+def read_ahead(images: list[str], model) -> Iterator[tuple[str, object, object]]:
+    """(image, frame, Model.prepare's result or the error reading it gave) for each image, in order.
+
+    A thread reads and prepares the next image while the caller scores this one: decoding and resizing
+    release the GIL, and overlap the graph's own threads where these leave a core idle. At most one
+    image waits ready, so at most three frames are in memory at once.
+    """
+    from inspectd.daemon.runtime.images import read_image
+
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def reader() -> None:
+        for image in images:
+            if stop.is_set():
+                return
+            try:
+                frame = read_image(image)
+                ready.put((image, frame, model.prepare(frame, image)))
+            except Exception as exc:  # noqa: BLE001 - handed over in order: an InspectdError is that image's record, others raised
+                ready.put((image, None, exc))
+
+    thread = threading.Thread(target=reader, name="inspectd-read-ahead", daemon=True)
+    thread.start()
+    try:
+        for _ in images:
+            item = ready.get()
+            if isinstance(item[2], Exception) and not isinstance(item[2], InspectdError):
+                raise item[2]
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a reader blocked on a full queue: take its item so that it sees ``stop``
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
 
 
 def expand(arguments: list[str]) -> list[str]:

@@ -50,6 +50,17 @@ class Inspection:
         return full
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame made into the graph's input (``Model.prepare``), with what its Inspection needs of the frame."""
+
+    name: str
+    tensor: np.ndarray = field(repr=False)  # (1, H, W, 3) float32
+    frame_size: tuple[int, int]  # (height, width)
+    region: tuple[float, float, float, float]
+    milliseconds: float  # the pre-processing's time, counted in the Inspection's latency
+
+
 PRECISIONS = ("bf16", "f16", "f32")  # fastest first
 # What the device must offer (OpenVINO OPTIMIZATION_CAPABILITIES) to run a precision natively.
 NATIVE_SUPPORT = {"bf16": "BF16", "f16": "FP16"}
@@ -259,19 +270,26 @@ class Model:
 
         A frame of the other mode is a SourceError naming ``name`` (``runtime.colour``), never a score.
         """
+        return self.score(self.prepare(frame, name))
+
+    def prepare(self, frame: np.ndarray, name: str = "frame") -> Prepared:
+        """The frame made into the graph's input (``infer``'s first half). Thread-safe: a reader may prepare the next
+        frame while ``score`` runs this one."""
         start = time.perf_counter()
         spec = self.folder.preprocessing
-        outputs = self.request.infer({0: prepare(frame, spec, name)})
+        tensor = prepare(frame, spec, name)
+        return Prepared(name, tensor, (frame.shape[0], frame.shape[1]), model_region(frame.shape[0], frame.shape[1], spec),
+                        (time.perf_counter() - start) * 1000.0)
+
+    def score(self, prepared: Prepared) -> Inspection:
+        """A prepared frame through the compiled graph (``infer``'s second half)."""
+        start = time.perf_counter()
+        spec = self.folder.preprocessing
+        outputs = self.request.infer({0: prepared.tensor})
         score = float(np.asarray(outputs[self.score_port]).reshape(-1)[0])
         model_map = np.asarray(outputs[self.map_port]).reshape(spec.input_height, spec.input_width).copy()
-        latency_ms = (time.perf_counter() - start) * 1000.0
+        latency_ms = prepared.milliseconds + (time.perf_counter() - start) * 1000.0
         if not np.isfinite(score):
             # Never let a NaN compare as "not above threshold" and pass a part.
-            raise InspectdError(f"{name}: the model produced a non-finite score ({score}); check the model folder with 'inspectd infer'")
-        return Inspection(
-            score=score,
-            latency_ms=latency_ms,
-            model_map=model_map,
-            frame_size=(frame.shape[0], frame.shape[1]),
-            region=model_region(frame.shape[0], frame.shape[1], spec),
-        )
+            raise InspectdError(f"{prepared.name}: the model produced a non-finite score ({score}); check the model folder with 'inspectd infer'")
+        return Inspection(score=score, latency_ms=latency_ms, model_map=model_map, frame_size=prepared.frame_size, region=prepared.region)

@@ -35,6 +35,30 @@ def test_triangular_blocks_give_the_full_mahalanobis_distance():
         np.testing.assert_allclose(squared.numpy(), expected.numpy() * 4.0**k, rtol=1e-5)
 
 
+def test_channels_chosen_per_layer_give_anomalibs_distance():
+    """The grouped embedding (each layer's chosen channels, then up-sampled) is anomalib's, permuted; the statistics
+    permuted alike give the same squared distance."""
+    import torch
+    from torch.nn import functional as F
+
+    from inspectd.export.graph import layer_channels
+
+    generator = torch.Generator().manual_seed(1)
+    widths, sizes = [4, 6, 8], [8, 4, 2]
+    features = [torch.randn(1, w, s, s, generator=generator) for w, s in zip(widths, sizes)]
+    idx = torch.randperm(sum(widths), generator=generator)[:7].tolist()
+    anomalib = torch.cat([features[0]] + [F.interpolate(f, size=(8, 8), mode="nearest") for f in features[1:]], 1)[:, idx]
+    per_layer, permutation = layer_channels(idx, widths)
+    grouped = torch.cat([F.interpolate(f[:, channels], size=(8, 8), mode="nearest") for f, channels in zip(features, per_layer) if channels], 1)
+    assert torch.equal(grouped, anomalib[:, permutation])
+    factors = torch.randn(7, 7, generator=generator, dtype=torch.float64)
+    inv_covariance = factors @ factors.T
+    delta = anomalib.reshape(7, -1).double()
+    expected = torch.einsum("cp,cd,dp->p", delta, inv_covariance, delta)
+    moved = inv_covariance[permutation][:, permutation]
+    np.testing.assert_allclose(torch.einsum("cp,cd,dp->p", delta[permutation], moved, delta[permutation]).numpy(), expected.numpy(), rtol=1e-12)
+
+
 def test_the_scale_puts_the_highest_normal_score_near_one():
     from inspectd.export.graph import F16_MAX, choose_distance_scale, distance_cap
 

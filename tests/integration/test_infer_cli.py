@@ -74,14 +74,15 @@ def bad_images(folder: Path) -> dict[str, Path]:
                                            ("missing", "cannot be read"), ("empty", "not a readable image")])
 def test_bad_image_one_line_and_others_still_scored(demo_model, station, tmp_path, kind, expected):
     bad = bad_images(tmp_path / "bad")[kind]
-    good = sorted((station / "test" / "good").glob("*.png"))[0]
-    result = run_cli("infer", demo_model, good, bad, "--json")
+    good, after = sorted((station / "test" / "good").glob("*.png"))[:2]
+    result = run_cli("infer", demo_model, good, bad, after, "--json")  # read ahead: the bad one's record keeps its place
     assert result.returncode == 1
     errors = problem_lines(result.stderr)
     assert len(errors) == 1 and str(bad) in errors[0] and expected in errors[0], result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[0]["image"] == str(good) and "score" in records[0]  # no lost verdict for the good image
     assert records[1] == {"image": str(bad), "error": errors[0].removeprefix("inspectd: ")}
+    assert records[2]["image"] == str(after) and "score" in records[2]
 
 
 def test_folders_are_expanded_to_their_images(demo_model, station):
