@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inspectd.daemon.station.outputs.png import encode_png
+from inspectd.daemon.station.outputs.png import UP, encode_png
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Encoding:
     name: str
     level: int = 1  # the frame's zlib level
     strategy: int = zlib.Z_DEFAULT_STRATEGY  # and strategy
+    row_filter: int = UP  # the PNG filter of its rows (png.UP or png.SUB)
     heatmap_quality: int | None = 90  # the heatmap picture as a JPEG of this quality; None: a PNG encoded as the frame
 
     @property
@@ -38,7 +39,7 @@ class Encoding:
 
     def frame(self, pixels: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False) -> list[bytes]:
         """The frame's PNG, in chunks; stored rather than deflated when ``fast``. Raises png.Abandoned."""
-        return encode_png(pixels, abandoned, fast, self.level, self.strategy)
+        return encode_png(pixels, abandoned, fast, self.level, self.strategy, self.row_filter)
 
     def heatmap(self, picture: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False) -> list[bytes]:
         """The heatmap picture's file, in chunks (a JPEG is one: it is encoded inside OpenCV, tens of milliseconds)."""

@@ -23,7 +23,7 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BLOCK_ROWS = 128  # rows deflated between two looks at ``abandoned``: milliseconds each at camera sizes
-NONE, UP = 0, 2  # PNG filter types
+NONE, SUB, UP = 0, 1, 2  # PNG filter types
 
 
 class Abandoned(Exception):
@@ -31,10 +31,10 @@ class Abandoned(Exception):
 
 
 def encode_png(image: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False, level: int = 1,
-               strategy: int = zlib.Z_DEFAULT_STRATEGY) -> list[bytes]:
+               strategy: int = zlib.Z_DEFAULT_STRATEGY, row_filter: int = UP) -> list[bytes]:
     """A BGR uint8 image (height x width x 3), or a gray one (height x width, or x 1), as the chunks of a PNG file
-    (RGB or gray, 8 bits), deflated at zlib ``level`` with ``strategy`` (``zlib.Z_RLE``: runs only, several times
-    faster on filtered rows); raises Abandoned."""
+    (RGB or gray, 8 bits): rows filtered with ``row_filter`` (UP: each byte minus the one above; SUB: minus the one of
+    the pixel on its left), deflated at zlib ``level`` with ``strategy``; raises Abandoned."""
     gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)
     if image.dtype != np.uint8 or not (gray or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"expected a BGR or gray uint8 image, got a {image.dtype} array of shape {image.shape}")
@@ -52,9 +52,13 @@ def encode_png(image: np.ndarray, abandoned: Callable[[], bool] = lambda: False,
         if fast:
             filtered[:, 0] = NONE
             filtered[:, 1:] = rows
+        elif row_filter == SUB:
+            filtered[:, 0] = SUB
+            filtered[:, 1 : 1 + channels] = rows[:, :channels]
+            np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])  # uint8: wraps modulo 256, as PNG wants
         else:
             filtered[:, 0] = UP
-            np.subtract(rows[0], above, out=filtered[0, 1:])  # uint8: wraps modulo 256, as PNG wants
+            np.subtract(rows[0], above, out=filtered[0, 1:])
             np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
             above = rows[-1].copy()
         compressed = deflate.compress(filtered)
