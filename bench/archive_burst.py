@@ -244,9 +244,10 @@ def station_rounds(frames: list[np.ndarray], rounds: int, count: int, folder: Pa
     from inspectd.daemon.station.outputs.encoding import ENCODING, PNG_LEVEL_1, Encoding
 
     model = _model()
-    settings = {"no archive": None, PNG_LEVEL_1.name: PNG_LEVEL_1, ENCODING.name: ENCODING,
-                "png-up-l1-rle + jpeg heatmap": Encoding("png-up-l1-rle + jpeg heatmap", strategy=zlib.Z_RLE),
-                "png stored + jpeg heatmap": Encoding("png stored + jpeg heatmap", level=0)}
+    candidates = [PNG_LEVEL_1, Encoding("png-up-l1-rle + jpeg heatmap", strategy=zlib.Z_RLE),
+                  Encoding("png-up-l1-rle + jpeg, stored when one waits", strategy=zlib.Z_RLE, store_behind_s=0.0),
+                  Encoding("png stored + jpeg heatmap", level=0)]
+    settings = {"no archive": None} | {(e.name + (" (the archive's)" if e == ENCODING else "")): e for e in candidates}
     print(f"\n2. the station at {1000 / INTERVAL_MS:g} frames/s, {count} consecutive REJECTs per round, archive in {folder} "
           f"({rounds} rounds, interleaved; {os.cpu_count()} CPUs; load before: {_load()})")
     station_round(model, frames, 20, None, folder / "warm")  # OpenVINO's first requests, outside the rounds

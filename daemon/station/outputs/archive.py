@@ -18,9 +18,11 @@ keeps that name honest:
   byte: ``write_cost``; and less than BACKLOG_BYTES of memory), and the filesystem has room for
   them (by what this station's files take, with a margin). A frame that is not taken is
   recorded without INSPECTD_IMAGE.
-- While more than half of BACKLOG_S of writing waits, and while a stop drains, frames are
-  stored rather than deflated (``png``'s fast mode: lossless, about 20 times faster, as large
-  as the pixels): a burst of rejects is archived whole rather than refused.
+- The frame is deflated (zlib level 1, runs only) when nothing waits behind it; while another
+  frame waits (``Encoding.store_behind_s``), and while a stop drains, it is stored rather than
+  deflated (``png``'s fast mode: lossless, several times faster, as large as the pixels): a
+  burst of rejects is archived whole rather than refused (issue 14: 200 rejects of 1456x1088,
+  bench/archive_burst.py).
 - Trouble is reported once per episode: one fault record when frames stop being archived
   (behind, no room on the disk, a write that failed), one record (start MESSAGE_ID,
   INSPECTD_RECOVERED = archive) when the archive takes frames again (RECOVER_AFTER in a row),
@@ -360,7 +362,7 @@ class ArchiveOutput:
     def _write(self, item: Item) -> Exception | None:
         verdict, stop, encoding = item.verdict, self.abandon.is_set, self.encoding
         with self.lock:  # behind, or stopping: stored, not deflated, so that it catches up (files as large as the pixels)
-            item.fast = fast = self.draining or self.seconds.of(len(self.pending), self.backlog - item.nbytes) > BACKLOG_S / 2
+            item.fast = fast = self.draining or self.seconds.of(len(self.pending), self.backlog - item.nbytes) > encoding.store_behind_s
         clock, cpu = time.perf_counter(), time.thread_time()
         encode_s = write_s = 0.0
         try:

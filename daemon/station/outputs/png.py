@@ -2,9 +2,11 @@
 
 The archive's writer thread encodes with this rather than OpenCV. OpenCV's encoder runs to its
 end (seconds for a large frame), and a thread inside OpenCV when the interpreter exits aborts
-the process: a stop could wait for neither. Rows are filtered "Up" (each row minus the one above)
-and deflated at level 1: about OpenCV's speed and size. ``fast``: stored, not deflated (no
-filter): about 20 times faster, files as large as the pixels; for an archive that is behind.
+the process: a stop could wait for neither. Rows are filtered (``row_filter``: "Up", each row
+minus the one above, or "Sub", each pixel minus the one on its left) and deflated at a zlib
+level and strategy of the caller's (``encoding`` holds what the archive uses, measured by
+bench/archive_burst.py). ``fast``: stored, not deflated (no filter): several times faster, files
+as large as the pixels; for an archive that is behind.
 
     >>> import numpy as np, cv2
     >>> image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
