@@ -18,11 +18,11 @@ keeps that name honest:
   byte: ``write_cost``; and less than BACKLOG_BYTES of memory), and the filesystem has room for
   them (by what this station's files take, with a margin). A frame that is not taken is
   recorded without INSPECTD_IMAGE.
-- The frame is deflated (zlib level 1, runs only) when nothing waits behind it; while another
-  frame waits (``Encoding.store_behind_s``), and while a stop drains, it is stored rather than
-  deflated (``png``'s fast mode: lossless, several times faster, as large as the pixels): a
-  burst of rejects is archived whole rather than refused (issue 14: 200 rejects of 1456x1088,
-  bench/archive_burst.py).
+- The frame is stored, not deflated (``encoding.ENCODING``: lossless, as large as its pixels,
+  a fifth of deflate's time): measured by bench/archive_burst.py, the only encoding that missed
+  no frame of 200 rejects of 1456x1088 at 10 frames/s on a busy 2-core machine (issue 14). An
+  encoding that deflates stores a frame while more than ``store_behind_s`` of writing waits
+  behind it, and while a stop drains.
 - Trouble is reported once per episode: one fault record when frames stop being archived
   (behind, no room on the disk, a write that failed), one record (start MESSAGE_ID,
   INSPECTD_RECOVERED = archive) when the archive takes frames again (RECOVER_AFTER in a row),

@@ -39,8 +39,8 @@ class Encoding:
         return ".png" if self.heatmap_quality is None else ".jpg"
 
     def frame(self, pixels: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False) -> list[bytes]:
-        """The frame's PNG, in chunks; stored rather than deflated when ``fast``. Raises png.Abandoned."""
-        return encode_png(pixels, abandoned, fast, self.level, self.strategy, self.row_filter)
+        """The frame's PNG, in chunks; stored rather than deflated when ``fast`` or at level 0. Raises png.Abandoned."""
+        return encode_png(pixels, abandoned, fast or self.level == 0, self.level, self.strategy, self.row_filter)
 
     def heatmap(self, picture: np.ndarray, abandoned: Callable[[], bool] = lambda: False, fast: bool = False) -> list[bytes]:
         """The heatmap picture's file, in chunks (a JPEG is one: it is encoded inside OpenCV, tens of milliseconds)."""
@@ -53,7 +53,8 @@ class Encoding:
 
 
 PNG_LEVEL_1 = Encoding("png-up-l1 + png heatmap", heatmap_quality=None)  # before issue 14: both PNG, zlib level 1
-# Measured (bench/archive_burst.py, 1456x1088 frames, this 2-core machine under load): the writer's CPU a reject 188-227 ms
-# before, 33 ms with the frame always stored (5.3 MB a reject), 60 ms deflated with runs only (3.8 MB) and 51 ms when a frame
-# is stored only while another waits behind it (4.2 MB): the one with no frame missed and still deflating when it keeps up.
-ENCODING = Encoding("png-up-l1-rle + jpeg heatmap, stored while one waits", strategy=zlib.Z_RLE, store_behind_s=0.0)
+# Measured (bench/archive_burst.py: 200 rejects of 1456x1088 at 10 frames/s, this 2-core machine at load 7-13): frames
+# missed of 400 / MB a reject / the writer's CPU ms a reject, two runs: before 280-289 / 9.0-9.3 / 166-210; the frame
+# deflated with runs only 13-14 / 3.7-4.0 / 53-62; the same stored while one waits 0-15 / 4.1-4.7 / 41-54 (its time
+# estimate learns only from deflated frames: pessimistic while it stores); the frame stored 0 and 0 / 5.3 / 31-33.
+ENCODING = Encoding("png stored + jpeg heatmap", level=0)
