@@ -1,7 +1,7 @@
 """The reject gallery: the archive's frames, newest first, each with its heatmap picture.
 
-The archive (``station.outputs.archive``) writes ``<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png`` and the same name
-with ``-heatmap``; only names of that shape are listed or served (``files.read_in``). The score and the time of
+The archive (``station.outputs.archive``) writes ``<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png`` and the same stem
+with ``-heatmap.jpg`` (``-heatmap.png`` before issue 14: an adopted archive has both); only names of that shape are listed or served (``files.read_in``). The score and the time of
 each come from its verdict record (INSPECTD_IMAGE names the file), looked up by the caller.
 """
 
@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 FRAME = re.compile(r"([0-9]{8}-[0-9]{6})-([0-9]{8,})-(reject|pass)\.png")
-SERVED = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{8,}-(reject|pass)(-heatmap)?\.png")
+SERVED = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]{8,}-(reject|pass)(\.png|-heatmap\.jpg|-heatmap\.png)")
+HEATMAP_SUFFIXES = ("-heatmap.jpg", "-heatmap.png")  # the archive's today, then an older version's
 PAGE = 24
 WRITING_S = 10.0  # a frame this recent without its heatmap is still being archived, not one whose heatmap failed
 
@@ -54,14 +55,14 @@ def pictures(folder: Path, verdict: str | None = "reject", before: str | None = 
         match = FRAME.fullmatch(name)
         if not match or (verdict and match[3] != verdict) or (before and name >= before):
             continue
-        heatmap = name.removesuffix(".png") + "-heatmap.png"
-        if heatmap not in regular and now - regular[name] < WRITING_S:
+        heatmap = next((name.removesuffix(".png") + suffix for suffix in HEATMAP_SUFFIXES if name.removesuffix(".png") + suffix in regular), None)
+        if heatmap is None and now - regular[name] < WRITING_S:
             continue  # its heatmap is being written (the archive writes it right after the frame): listed once it is
         try:
             when = datetime.strptime(match[1], "%Y%m%d-%H%M%S")
         except ValueError:
             continue
-        found.append(Picture(name, heatmap if heatmap in regular else None, when, int(match[2]), match[3]))
+        found.append(Picture(name, heatmap, when, int(match[2]), match[3]))
         if len(found) >= limit:
             break
     return found

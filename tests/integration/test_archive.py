@@ -65,7 +65,7 @@ def temporary(folder: Path) -> list[str]:
 
 
 def whole(path: Path, pixels: np.ndarray | None = None) -> bool:
-    """A complete PNG (it decodes), holding ``pixels`` when given."""
+    """A complete image file (it decodes), holding ``pixels`` when given."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return image is not None and (pixels is None or np.array_equal(image, pixels))
 
@@ -94,7 +94,7 @@ def test_files_are_whole_lossless_and_a_killed_runs_temporary_files_go_at_start(
     archive.close()
     for verdict in made:
         assert verdict.archived is not None and whole(verdict.archived, verdict.pixels)  # lossless, decodes
-        assert whole(verdict.archived.with_name(verdict.archived.stem + "-heatmap.png"))
+        assert whole(verdict.archived.with_name(verdict.archived.stem + "-heatmap.jpg"))
     assert temporary(folder) == [] and len(every_file(folder)) == 6
 
 
@@ -280,6 +280,71 @@ def scenario_station_on_a_small_disk(images: list[str], work: str) -> dict:
     return report
 
 
+CAMERA = (1456, 1088)  # the Raspberry Pi Global Shutter camera's frame (width, height)
+BURST = 200  # consecutive rejects (issue 14)
+
+
+def scenario_burst(work: str) -> dict:
+    """Issue 14: a burst of BURST rejects of camera frames, into a folder that keeps up (a tmpfs).
+
+    Paced: each frame is given to the archive once the writer has taken the one before it, so one frame is written
+    while the next waits: a burst into a writer at least as fast as the line. No clock decides anything here: the
+    archive's rule takes a frame whenever the frames waiting would take less than BACKLOG_S to write at the speed it
+    measured, so this pace is refused only if a camera frame took over BACKLOG_S / 2 to write (tens of times what it
+    takes here on a loaded machine). Every reject must be archived: its frame lossless, its heatmap picture whole.
+
+    Waves: the same frames given with no pause, WAVE at a time, the writer emptied between waves: more than it may take
+    at once (BACKLOG_BYTES). Whatever it refuses must be in an episode its fault record opened, and each recovery record
+    must count exactly the frames refused since."""
+    from dataclasses import replace
+
+    disk = Path(work) / "disk"
+    mount_tmpfs(disk, "size=2g")
+    data = generate_station_dataset(Path(work) / "mugs", n_train=0, n_test_good=0, n_test_per_size=2, width=CAMERA[0], height=CAMERA[1])
+    camera = verdicts(sorted((data / "test").glob("stain_*/*.png")))
+    assert all(v.pixels.shape == (CAMERA[1], CAMERA[0], 3) for v in camera)
+
+    def burst(first: int, count: int) -> list[FrameVerdict]:
+        return [replace(camera[n % len(camera)], frame=first + n, archived=None) for n in range(count)]
+
+    def writer_took_all(archive: ArchiveOutput, idle: bool = False) -> None:
+        """Until the writer has taken every frame given (``idle``: and written it). It signals when a frame is written,
+        not when it takes one: looked at every 5 ms."""
+        deadline = time.monotonic() + 600
+        with archive.lock:
+            while archive.pending or (idle and archive.current):
+                assert time.monotonic() < deadline, "the writer is stuck"
+                archive.lock.wait(0.005)
+
+    seen: list = []
+    paced = ArchiveOutput(ArchiveConfig(path=str(disk / "paced"), max_mb=1500.0), seen.append)
+    made = burst(1, BURST)
+    for verdict in made:
+        writer_took_all(paced)
+        paced.verdict(verdict)
+    writer_took_all(paced, idle=True)
+    paced.close()
+    heatmaps = [whole(v.archived.with_name(v.archived.stem + "-heatmap.jpg")) for v in made if v.archived]
+    result = {"paced": described(seen, made, disk / "paced") | {"heatmaps": heatmaps, "most_waiting": paced.stats.most_waiting}}
+    shutil.rmtree(disk / "paced")
+
+    wave, waves = 40, 3
+    events: list[tuple[int, dict]] = []  # (frames given so far, the notice)
+    given = 0
+    behind = ArchiveOutput(ArchiveConfig(path=str(disk / "waves"), max_mb=1500.0),
+                           lambda notice: events.append((given, {"kind": str(notice.kind), "message": notice.message,
+                                                                 "fields": {k: str(v) for k, v in notice.fields.items()}})))
+    made = burst(1, wave * waves)
+    for start in range(0, len(made), wave):
+        writer_took_all(behind, idle=True)
+        for verdict in made[start:start + wave]:
+            given += 1
+            behind.verdict(verdict)
+    writer_took_all(behind, idle=True)
+    behind.close()
+    return result | {"waves": described([], made, disk / "waves") | {"events": events}}
+
+
 def check_files(seen: dict) -> None:
     """Every file whole, no temporary file; every image a record named holds its frame, unless a fault record says
     it was not written (INSPECTD_UNWRITTEN)."""
@@ -343,6 +408,34 @@ def test_the_station_on_a_disk_smaller_than_the_quota(stains, tmp_path):
     assert seen["named"] and seen["unnamed"], "some frames archived, then the disk was full"
 
 
+@needs_namespace
+def test_a_burst_of_camera_rejects_loses_no_picture_when_the_disk_keeps_up(tmp_path):
+    seen = in_namespace("burst", work=str(tmp_path))
+    paced = seen["paced"]
+    check_files(paced)
+    assert paced["notices"] == [] and paced["unnamed"] == [], (paced["notices"], paced["unnamed"])  # no refusal, no fault
+    assert [n["frame"] for n in paced["named"]] == list(range(1, BURST + 1))
+    assert all(n["whole"] for n in paced["named"]), "every frame on the disk, lossless"
+    assert len(paced["heatmaps"]) == BURST and all(paced["heatmaps"]), "every heatmap picture whole"
+    assert len(paced["files"]) == 2 * BURST and paced["most_waiting"] == 2, "a frame written while the next one waited: a burst"
+
+    waves = seen["waves"]
+    check_files(waves)
+    assert all(n["whole"] for n in waves["named"])
+    refused, events = set(waves["unnamed"]), waves["events"]
+    assert refused, "the waves were meant to be more than the archive takes at once"
+    kinds = [(event["kind"], event["fields"].get("fault") or event["fields"].get("recovered")) for _, event in events]
+    assert kinds and all(kind == (("fault" if n % 2 == 0 else "start"), "archive") for n, kind in enumerate(kinds)), kinds
+    opened = [given for given, event in events if event["kind"] == "fault"]
+    closed = [given for given, event in events if event["kind"] == "start"] + [len(waves["named"]) + len(refused)]
+    for begin, end, (_, event) in zip(opened, closed, [*[e for e in events if e[1]["kind"] == "start"], (None, None)]):
+        inside = {frame for frame in refused if begin <= frame <= end}
+        assert min(inside) == begin, "the first frame refused opens its episode with a fault record"
+        if event is not None:
+            assert int(event["fields"]["missed"]) == len(inside), (event, sorted(inside))
+    assert sum(len({f for f in refused if b <= f <= e}) for b, e in zip(opened, closed)) == len(refused), "every refusal in an episode"
+
+
 # ---------------------------------------------------------------- SIGTERM with the archive behind (real journald)
 
 
@@ -401,7 +494,7 @@ def test_sigterm_with_the_archive_behind_ends_cleanly_and_every_named_image_exis
             continue
         image = Path(record["INSPECTD_IMAGE"])
         assert whole(image, cv2.imread(str(parts / record["INSPECTD_SOURCE"]))), f"frame {record['INSPECTD_FRAME']}: {image}"
-        assert whole(image.with_name(image.stem + "-heatmap.png"))
+        assert whole(image.with_name(image.stem + "-heatmap.jpg"))
     assert temporary(archive) == []
     assert max(p.stat().st_mtime for p in every_file(archive)) > stopped_at, "the stop had frames left to write"
 

@@ -200,7 +200,7 @@ def check_archived(record: dict, archive: Path, image_folder: Path) -> None:
     assert image.parent == archive and image.suffix == ".png", image
     assert image.is_file(), f"frame {record['INSPECTD_FRAME']}: INSPECTD_IMAGE {image} does not exist"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert image.with_name(image.stem + "-heatmap.png").is_file()
+    assert image.with_name(image.stem + "-heatmap.jpg").is_file()
     # Lossless: the archived frame is exactly the frame that was scored.
     original = cv2.imread(str(image_folder / record["INSPECTD_SOURCE"]))
     assert np.array_equal(cv2.imread(str(image)), original)
@@ -224,7 +224,7 @@ def check_start_and_stop(run: Run, model_id: str, frames: int, rejects: int) -> 
 def test_cookie_replay_one_record_per_image_matching_infer(cookie_model, cookie_images, cookie_expected, tmp_path):
     run = run_station(tmp_path, cookie_model, cookie_images[0].parent, log="all")
     check_all_mode(run, cookie_model, cookie_images, cookie_expected)
-    archived = sorted(p.name for p in run.archive.glob("*.png") if not p.name.endswith("-heatmap.png"))
+    archived = sorted(p.name for p in run.archive.glob("*.png") if "-heatmap" not in p.name)
     assert len(archived) == sum(r["INSPECTD_VERDICT"] == "REJECT" and "INSPECTD_IMAGE" in r for r in run.with_id(VERDICT))
 
 

@@ -185,7 +185,7 @@ def test_the_gallery_opens_a_heatmap(plant):
         tiles[0].click()
         picture = driver.find_element("id", "picture-image")
         wait_until(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", picture), 10, "the heatmap")
-        assert picture.get_attribute("src").endswith("-heatmap.png") and driver.find_element("id", "picture").is_displayed()
+        assert picture.get_attribute("src").endswith("-heatmap.jpg") and driver.find_element("id", "picture").is_displayed()
         assert "REJECT" in driver.find_element("id", "picture-caption").text
         driver.save_screenshot(str(ARTIFACTS / "gallery-heatmap.png"))
         assert browser.console_errors(driver) == []

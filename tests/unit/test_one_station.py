@@ -97,7 +97,7 @@ def test_a_second_archive_on_one_folder_writes_nothing_and_says_who_holds_it(tmp
     third.start()  # free once the first closed
     third.verdict(synthetic_verdict(2))
     third.close()
-    assert len(list(folder.glob("*-00000002-reject*.png"))) == 2
+    assert len(list(folder.glob("*-00000002-reject*"))) == 2  # the frame and its heatmap picture
 
 
 def test_run_refuses_a_watched_folder_or_archive_another_process_holds(tmp_path):

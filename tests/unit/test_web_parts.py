@@ -224,7 +224,8 @@ def test_the_gallery_lists_rejects_newest_first_with_their_heatmaps(tmp_path):
              "20261201-090000-00000004-reject.png"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "20261201-080000-00000003-reject-heatmap.png").write_bytes(b"x")
+    (tmp_path / "20261201-080000-00000003-reject-heatmap.png").write_bytes(b"x")  # an older version's heatmap picture
+    (tmp_path / "20261201-090000-00000004-reject-heatmap.jpg").write_bytes(b"x")  # today's
     for name in names:
         os.utime(tmp_path / name, (1_000_000, 1_000_000))  # long written: a frame without a heatmap had its heatmap fail
     (tmp_path / "20261201-100000-00000005-reject.png").symlink_to(tmp_path / names[0])
@@ -232,6 +233,7 @@ def test_the_gallery_lists_rejects_newest_first_with_their_heatmaps(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     found = pictures(tmp_path)
     assert [p.frame for p in found] == [4, 3, 1] and found[1].heatmap == "20261201-080000-00000003-reject-heatmap.png"
+    assert found[0].heatmap == "20261201-090000-00000004-reject-heatmap.jpg" and found[2].heatmap is None
     assert [p.frame for p in pictures(tmp_path, before=names[2])] == [1]
     assert [p.frame for p in pictures(tmp_path, verdict=None)] == [4, 3, 2, 1]
     assert pictures(tmp_path / "absent") == []

@@ -63,7 +63,7 @@ def station(tmp_path):
     for folder in (archive, journal):
         folder.mkdir()
     (archive / "20261201-060000-00000007-reject.png").write_bytes(b"\x89PNG frame")
-    (archive / "20261201-060000-00000007-reject-heatmap.png").write_bytes(b"\x89PNG heatmap")
+    (archive / "20261201-060000-00000007-reject-heatmap.jpg").write_bytes(b"\xff\xd8 heatmap")  # the archive's JPEG picture
     (tmp_path / "secret.png").write_bytes(b"secret")
     (archive / "20261201-060000-00000008-reject.png").symlink_to(tmp_path / "secret.png")
     tap = LiveTap(LiveConfig(path=str(live), rate_hz=2.0), mode="setup")
@@ -104,9 +104,9 @@ def test_the_page_its_state_and_its_pictures(station):
         response, body = get(config.port, "/api/gallery")
         pictures = json.loads(body)["pictures"]
         assert [p["name"] for p in pictures] == ["20261201-060000-00000007-reject.png"]
-        assert pictures[0]["heatmap"] == "20261201-060000-00000007-reject-heatmap.png"
+        assert pictures[0]["heatmap"] == "20261201-060000-00000007-reject-heatmap.jpg"
         response, body = get(config.port, "/archive/" + pictures[0]["heatmap"])
-        assert response.status == 200 and body == b"\x89PNG heatmap"
+        assert response.status == 200 and response.getheader("Content-Type") == "image/jpeg" and body == b"\xff\xd8 heatmap"
 
 
 def test_every_answer_carries_the_strict_policy_and_nothing_changes_anything(station):

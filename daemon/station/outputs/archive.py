@@ -1,12 +1,13 @@
 """``[archive]``: each REJECT's frame and heatmap overlay (and optionally a sample of PASS
-frames) as PNG in a folder of the station's own, within a quota: its oldest files deleted first,
+frames) in a folder of the station's own, within a quota: its oldest files deleted first,
 never a file it did not write (``archive_files``: the folder is taken, locked, and each file
 appears whole or not at all).
 
-Files: <path>/<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png (the frame, lossless, reusable for
-training) and the same name with -heatmap, labelled with the verdict and threshold the
-station acted on; a frame above HEATMAP_MAX_PIXELS is shown scaled down in it (a 40-megapixel
-overlay takes about 1 GB and seconds inside OpenCV).
+Files: <path>/<YYYYmmdd-HHMMSS>-<frame>-<verdict>.png (the frame, a lossless PNG, reusable for
+training) and the same stem with -heatmap.jpg (the frame beside its overlay, labelled with the
+verdict and threshold the station acted on: a picture for a person, so a JPEG, a tenth of a
+PNG's size and time; ``encoding``). A frame above HEATMAP_MAX_PIXELS is shown scaled down in it
+(a 40-megapixel overlay takes about 1 GB and seconds inside OpenCV).
 
 Writing happens on a thread of its own so a slow SD card never delays the next verdict; the
 verdict record is sent at once and names the file (INSPECTD_IMAGE) before it is written. What
@@ -17,9 +18,11 @@ keeps that name honest:
   byte: ``write_cost``; and less than BACKLOG_BYTES of memory), and the filesystem has room for
   them (by what this station's files take, with a margin). A frame that is not taken is
   recorded without INSPECTD_IMAGE.
-- While more than half of BACKLOG_S of writing waits, and while a stop drains, files are
-  stored rather than deflated (``png``'s fast mode: lossless, about 20 times faster, as large
-  as the pixels): a burst of rejects is archived whole rather than refused.
+- The frame is stored, not deflated (``encoding.ENCODING``: lossless, as large as its pixels,
+  a fifth of deflate's time): measured by bench/archive_burst.py, the only encoding that missed
+  no frame of 200 rejects of 1456x1088 at 10 frames/s on a busy 2-core machine (issue 14). An
+  encoding that deflates stores a frame while more than ``store_behind_s`` of writing waits
+  behind it, and while a stop drains.
 - Trouble is reported once per episode: one fault record when frames stop being archived
   (behind, no room on the disk, a write that failed), one record (start MESSAGE_ID,
   INSPECTD_RECOVERED = archive) when the archive takes frames again (RECOVER_AFTER in a row),
@@ -30,8 +33,9 @@ keeps that name honest:
 - ``drain`` (on stop, before the stop record) waits for the frames taken, until a deadline the
   station sets below systemd's TimeoutStopSec; what is still unwritten then is abandoned and
   named in a fault record. The writer leaves OpenCV before the process exits (a thread inside
-  OpenCV at interpreter exit aborts the process); it encodes with ``png``, which stops
-  between blocks of rows.
+  OpenCV at interpreter exit aborts the process); it encodes the frame with ``png``, which stops
+  between blocks of rows, and the heatmap picture (at most HEATMAP_MAX_PIXELS a side) inside
+  OpenCV, waited for at most OPENCV_WAIT_S.
 - After SIGKILL or a power cut: every verdict record sent is in the journal, no partial file
   exists (temporary files are deleted at the next start), and at most the frames taken in the
   last BACKLOG_S seconds of writing are named by their records and absent.
@@ -57,7 +61,8 @@ from inspectd.daemon.errors import ConfigError
 from inspectd.daemon.runtime.heatmap import overlay
 from inspectd.daemon.station.outputs.archive_files import ArchiveFolder, NoRoom, OwnershipError, check_ownership
 from inspectd.daemon.station.outputs.interface import EventKind, Fault, Notice, Output, OutputConfig, describe, error_name
-from inspectd.daemon.station.outputs.png import Abandoned, encode_png
+from inspectd.daemon.station.outputs.encoding import ENCODING, Encoding
+from inspectd.daemon.station.outputs.png import Abandoned
 from inspectd.daemon.station.outputs.write_cost import Estimate
 from inspectd.daemon.station.settings import setting
 from inspectd.daemon.station.verdict import FrameVerdict
@@ -100,6 +105,18 @@ class Item:
 
 
 @dataclass
+class WriterStats:
+    """What the writer did since the start (bench/archive_burst.py reads it)."""
+
+    frames: int = 0  # frames archived whole: the frame's file and its heatmap picture
+    encode_s: float = 0.0  # of these, seconds making the files' bytes: the frame's PNG, the heatmap picture and its encoding
+    write_s: float = 0.0  # seconds writing them to the folder (flushed to the disk)
+    cpu_s: float = 0.0  # the writer thread's CPU seconds
+    bytes: int = 0  # their files' bytes
+    most_waiting: int = 0  # the most frames ever taken and not yet written
+
+
+@dataclass
 class Episode:
     """A time when frames are not archived, from its fault record to its recovery record."""
 
@@ -112,7 +129,7 @@ class Episode:
 class ArchiveOutput:
     name = "archive"
 
-    def __init__(self, config: ArchiveConfig, on_fault: Callable[[Notice], None] | None = None) -> None:
+    def __init__(self, config: ArchiveConfig, on_fault: Callable[[Notice], None] | None = None, encoding: Encoding = ENCODING) -> None:
         path = Path(config.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)  # the folder itself is made when it is taken (``start``)
@@ -124,6 +141,8 @@ class ArchiveOutput:
             raise ConfigError(str(exc), key="archive.path", fix=OWN_FOLDER_FIX) from None
         self.folder = ArchiveFolder(path, int(config.max_mb * 1024 * 1024))
         self.pass_every = config.pass_sample_every
+        self.encoding = encoding
+        self.stats = WriterStats()
         self.passes = 0
         self.notify = on_fault or (lambda notice: None)
         self.lock = threading.Condition()  # everything below, shared by the loop and the writer
@@ -261,6 +280,7 @@ class ArchiveOutput:
             self.probe_pending = True
         self.pending.append(item)
         self.backlog += item.nbytes
+        self.stats.most_waiting = max(self.stats.most_waiting, len(self.pending) + (self.current is not None))
         self.lock.notify_all()
 
     def _begin(self, reason: str, probing: bool, error: str = "", unwritten: list[int] | None = None) -> None:
@@ -340,24 +360,33 @@ class ArchiveOutput:
             self.seconds.measured(item.nbytes, seconds)
 
     def _write(self, item: Item) -> Exception | None:
-        verdict, stop = item.verdict, self.abandon.is_set
+        verdict, stop, encoding = item.verdict, self.abandon.is_set, self.encoding
         with self.lock:  # behind, or stopping: stored, not deflated, so that it catches up (files as large as the pixels)
-            item.fast = fast = self.draining or self.seconds.of(len(self.pending), self.backlog - item.nbytes) > BACKLOG_S / 2
+            item.fast = fast = self.draining or self.seconds.of(len(self.pending), self.backlog - item.nbytes) > encoding.store_behind_s
+        clock, cpu = time.perf_counter(), time.thread_time()
+        encode_s = write_s = 0.0
         try:
             if stop():
                 raise Abandoned("stopped before the file was started")
-            chunks = encode_png(verdict.pixels, stop, fast)
+            chunks = encoding.frame(verdict.pixels, stop, fast)
+            encode_s, clock = encode_s + time.perf_counter() - clock, time.perf_counter()
             self.folder.write(item.path.name, chunks, stop)
+            write_s, clock = write_s + time.perf_counter() - clock, time.perf_counter()
             item.written, item.size = True, sum(len(chunk) for chunk in chunks)
             with self.opencv:
                 if stop():
                     raise Abandoned("stopped before the heatmap")
-                picture = heatmap(verdict)
-            chunks = encode_png(picture, stop, fast)
-            self.folder.write(f"{item.path.stem}-heatmap.png", chunks, stop)
+                chunks = encoding.heatmap(heatmap(verdict), stop, fast)
+            encode_s, clock = encode_s + time.perf_counter() - clock, time.perf_counter()
+            self.folder.write(f"{item.path.stem}-heatmap{encoding.heatmap_suffix}", chunks, stop)
+            write_s += time.perf_counter() - clock
             item.size += sum(len(chunk) for chunk in chunks)
         except Exception as exc:  # noqa: BLE001 - the writer's fault boundary: every failure is a record
             return exc
+        with self.lock:
+            stats = self.stats
+            stats.frames, stats.bytes = stats.frames + 1, stats.bytes + item.size
+            stats.encode_s, stats.write_s, stats.cpu_s = stats.encode_s + encode_s, stats.write_s + write_s, stats.cpu_s + time.thread_time() - cpu
         return None
 
     def _settle(self, item: Item, error: Exception | None) -> None:
@@ -380,8 +409,8 @@ class ArchiveOutput:
             if self.episode is not None:
                 self.episode.missed += 1
         if isinstance(error, (OSError, NoRoom, OwnershipError)):  # the disk or the folder: an episode, until a write succeeds again
-            self._begin(f"cannot write {item.path.name if not item.written else item.path.stem + '-heatmap.png'}: {describe(error)}",
-                        probing=True, error=_error_code(error), unwritten=lost)
+            failed = f"{item.path.stem}-heatmap{self.encoding.heatmap_suffix}" if item.written else item.path.name
+            self._begin(f"cannot write {failed}: {describe(error)}", probing=True, error=_error_code(error), unwritten=lost)
             return
         tail = f"; its record names {item.path}, which was not written" if lost else ""
         self.notify(Notice(EventKind.FAULT, f"archive: frame {frame} not archived: {describe(error)}{tail}",

@@ -45,7 +45,7 @@ from inspectd.daemon.station.outputs.png import Abandoned
 TEMP_PREFIX, TEMP_SUFFIX = ".inspectd-", ".tmp"
 MARKER = ".inspectd-archive"
 MARKER_TEXT = ("This folder is an inspectd reject archive. inspectd deletes the oldest of its own files here\n"
-               "(YYYYmmdd-HHMMSS-<frame>-<verdict>[-heatmap].png) to keep within archive.max_mb, and nothing else.\n")
+               "(YYYYmmdd-HHMMSS-<frame>-<verdict>.png, -heatmap.jpg) to keep within archive.max_mb, and nothing else.\n")
 OWN_NAME = re.compile(r"\d{8}-\d{6}-\d{8,}-(pass|reject)(-heatmap)?\.[a-z]{3,4}")
 SHOWN = 3  # foreign entries named in an error
 
