@@ -23,10 +23,10 @@ frames, as a fraction of the threshold (before the outputs and the first convolu
     depthwise convolutions + the map at f32   score 0.26%, map 0.31%
 
 Beyond that, a folder may keep the first stages of its backbone at f32 too (``backbone_stages``):
-how sensitive a folder is to f16 depends on its data, not only on its backbone (the f16 error of
+how much f16 moves a folder's scores depends on its data, not only on its backbone (the f16 error of
 the features is about the same in absolute terms; a folder whose good parts score low, as the
 demo's mugs do, sees it as a larger share of its threshold). Export chooses how many
-(exporter.kept_stages). The head's MatMuls stay at the device's precision.
+(f16_stages.py). The head's MatMuls stay at the device's precision.
 """
 
 from __future__ import annotations
