@@ -26,11 +26,10 @@ from inspectd.daemon.runtime.decision import Rule
 from inspectd.daemon.runtime.model import Model
 from inspectd.daemon.schema import read_model_folder, sha256_of
 
-from . import calibration, selftest, verify
+from . import calibration, f16_stages, selftest, verify
 from .checkpoint import PadimCheckpoint, load_checkpoint
 from .progress import Bar, quiet
 from .graph import BLOCK, MAP_OUTPUT, SCORE_OUTPUT, WEIGHTS, choose_distance_scale, distance_cap, export_ir
-from .precise import KEPT_AT_F32
 
 
 def _say(message: str) -> None:
@@ -180,11 +179,9 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
         draft = schema.ModelFolder(work, _draft(checkpoint, color))  # no threshold or self-test yet: compiled untested
         export_ir(checkpoint, work, None)  # unscaled: the range of this model's distances on these frames
         scale = choose_distance_scale(verify.exported_scores(Model(draft, precision="f32"), frames), ~labels if samples else None)
-        head = schema.Head(form="cholesky-triangular", block=BLOCK, distance_scale_log2=scale, squared_distance_cap=distance_cap(scale),
-                           kept_at_f32=KEPT_AT_F32)
         export_ir(checkpoint, work, scale)
         model = Model(draft, precision="f32")
-    progress(f"distances scaled by 2^{scale} inside the graph (squared, capped at {head.squared_distance_cap:g}): f16 holds them")
+    progress(f"distances scaled by 2^{scale} inside the graph (squared, capped at {distance_cap(scale):g}): f16 holds them")
     with Bar(prefix, "verifying: every frame scored by torch and by the exported model", len(frames)) as bar:
         scores = verify.compare(checkpoint, model, frames, bar.advance)
 
@@ -209,6 +206,12 @@ def _export_into(work: Path, checkpoint: PadimCheckpoint, samples: list, use_che
             f"({', '.join(result.flipped_frames[:3])}), max score error {result.max_relative_score_error * 100:.2f}% "
             f"of the threshold (limit {max_score_error * 100:g}%); nothing was written"
         )
+    with Bar(prefix, "choosing what of the backbone stays at f32 on an f16 device"):
+        kept = f16_stages.choose(draft, frames, scores, threshold.value, max_score_error / 2)
+    for line in kept.lines:
+        progress(line)
+    head = schema.Head(form="cholesky-triangular", block=BLOCK, distance_scale_log2=scale, squared_distance_cap=distance_cap(scale),
+                       kept_at_f32=kept.description)
     runtime = _runtime(draft, scores, frames, threshold.value, max_score_error, result, progress, prefix)
     with Bar(prefix, "writing the self-test"):
         self_test = selftest.write(work, frames, scores, threshold.value, draft.preprocessing, max_score_error, max_score_error / 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,10 +13,13 @@ from conftest import ROOT, needs_export, run_cli
 def test_inspectd_bench_reports_the_device_figures(demo_model):
     result = run_cli("bench", demo_model, "--frames", "3", "--width", "640", "--height", "480")
     assert result.returncode == 0, result.stderr
-    for label in ("precision    f32 in use", "pre-process  median", "infer        median", "graph cost", "peak memory"):
+    assert re.search(r"^precision    (f32|f16|bf16) in use", result.stdout, re.M), result.stdout  # the demo folder runs at f16 where f16 is native
+    for label in ("pre-process  median", "infer        median", "graph cost", "peak memory"):
         assert label in result.stdout, result.stdout
     # read from the folder's metadata
-    assert "PaDiM tf_efficientnet_lite0 128x128, 1024 positions x 100 features" in result.stdout and "verified at export: f32)" in result.stdout
+    verified = json.loads((demo_model / "inspectd.json").read_text())["runtime"]["verified_precisions"]
+    assert "PaDiM tf_efficientnet_lite0 128x128, 1024 positions x 100 features" in result.stdout
+    assert f"verified at export: {', '.join(verified)})" in result.stdout
 
 
 @needs_export

@@ -158,7 +158,7 @@ ACCEPTED = [
     ("a line name and an offset on the memory chip", variant("gpio.ready.line", "17")),
     ("min_defect_area = the whole frame", variant("decision.min_defect_area", 480 * 360)),
     ("confirm = [1000, 1000]", variant("decision.confirm", [1000, 1000])),
-    ("threshold 10x the folder's", variant("model.threshold", 1931.6)),
+    ("threshold 10x the folder's", variant("model.threshold", 1461.0)),
     ("archive off, its path on /proc", {**BASE, "archive": {"enabled": False, "path": "/proc/inspectd-archive"}}),
     ("no [gpio] table", {key: value for key, value in BASE.items() if key != "gpio"}),
 ]

@@ -122,7 +122,7 @@ def test_overwriting_model_bin_in_place_never_kills_the_running_station(tmp_path
     finally:
         code = daemon.stop()
     assert code == 0, "\n".join(daemon.lines[-20:])
-    assert contiguous(daemon) and {threshold for _, threshold in daemon.verdicts()} == {193.16}
+    assert contiguous(daemon) and {threshold for _, threshold in daemon.verdicts()} == {146.103}
 
 
 def test_install_model_verifies_swaps_and_the_running_station_reloads_it(tmp_path, parts):
@@ -140,9 +140,9 @@ def test_install_model_verifies_swaps_and_the_running_station_reloads_it(tmp_pat
     assert done.returncode == 0, done.stderr
     assert f"PID {daemon.process.pid} (" in done.stdout and "reloaded, runs the new model" in done.stdout, done.stdout
     assert json.loads((model / "inspectd.json").read_text())["threshold"]["value"] == 200.0
-    assert round(json.loads((model.with_name("model.previous") / "inspectd.json").read_text())["threshold"]["value"], 2) == 193.16
+    assert round(json.loads((model.with_name("model.previous") / "inspectd.json").read_text())["threshold"]["value"], 2) == 146.1
     thresholds = [threshold for _, threshold in daemon.verdicts()]
-    assert thresholds[0] == 193.16 and thresholds[-1] == 200.0 and thresholds == sorted(thresholds), "old, then new, never back"
+    assert thresholds[0] == 146.103 and thresholds[-1] == 200.0 and thresholds == sorted(thresholds), "old, then new, never back"
     assert code == 0 and contiguous(daemon), "no frame lost across the swap"
     assert not list(model.parent.glob(".model.installing-*"))
 
@@ -190,7 +190,7 @@ def test_a_reload_during_a_copy_in_place_keeps_the_running_model_until_the_copy_
         daemon.wait_for(lambda: any("reload failed, keeping the running configuration and model" in line for line in daemon.lines),
                         "the refused reload")
         daemon.more_verdicts(5)
-        assert daemon.verdicts()[-1][1] == 193.16, "the running model is kept"
+        assert daemon.verdicts()[-1][1] == 146.103, "the running model is kept"
         shutil.copyfile(new / "model.bin", model / "model.bin")  # the copy is whole
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for(lambda: daemon.verdicts()[-1][1] == 200.0, "the new model")

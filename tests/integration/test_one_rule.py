@@ -65,7 +65,7 @@ def test_the_station_and_evaluate_give_every_image_the_same_verdict(labelled, tm
     own = evaluated(data, "--no-config")
     threshold, scores = own["threshold"], sorted(v["score"] for v in own["verdicts"])
     if setting == "model.threshold":  # between the scores: the override moves verdicts both ways
-        model_table, decision = f"threshold = {scores[len(scores) // 2]:.4f}", ""
+        model_table, decision = f"threshold = {(scores[len(scores) // 2] + scores[len(scores) // 2 + 1]) / 2:.4f}", ""
     elif setting == "decision.min_defect_area":  # the median area of the frames above the threshold: half of them pass
         model_table, decision = "", f"min_defect_area = {areas(data, tmp_path, replay, '')[len(scores) // 4]}"
     elif setting == "decision.pixel_threshold":

