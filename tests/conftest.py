@@ -197,17 +197,11 @@ TIERS = ("unit", "integration", "system")
 
 
 #
-# tests/run.sh runs them on two workers (pytest-xdist, --dist loadgroup): a unit test goes wherever a worker is free;
-# an integration file goes whole to one worker, so its module and session fixtures are built once; the system tier
-# goes whole to one worker, one test at a time, as its tests share the package build, the wheel and .deb caches and
-# the machine's containers.
+# tests/run.sh runs them on two workers (pytest-xdist, --dist loadfile): a file goes whole to one worker, so its module
+# and session fixtures are built once per file. (Not --dist loadgroup: with pytest 9 it ignores the xdist_group marks.)
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         tier = Path(item.path).relative_to(ROOT / "tests").parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.path}: a test file belongs in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))
-        if tier == "integration":
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
-        elif tier == "system":
-            item.add_marker(pytest.mark.xdist_group("system"))

@@ -42,4 +42,4 @@ if pkg-config --exists libsystemd 2>/dev/null; then
     .venv/bin/pip install -q systemd-python
 fi
 # Two workers (tests/conftest.py says which tests share one); INSPECTD_TEST_WORKERS=0 runs them in this process.
-exec .venv/bin/python -m pytest -n "${INSPECTD_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
+exec .venv/bin/python -m pytest -n "${INSPECTD_TEST_WORKERS:-2}" --dist loadfile "$@"
