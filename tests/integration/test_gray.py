@@ -140,8 +140,9 @@ def test_the_station_inspects_gray_frames_and_faults_a_colour_one(gray_model, gr
     assert [(v.source, v.rejected) for v in memory.verdicts] == [("a.png", False), ("b.png", True)]
     faults = [message for kind, message, _ in memory.events if kind == "fault"]
     assert len(faults) == 1 and "c.jpg: is a colour frame but the model folder was trained on grayscale images" in faults[0]
-    archived = sorted(p.name for p in (tmp_path / "archive").rglob("*.png"))
-    assert len(archived) == 4, archived  # each frame and its heatmap
+    frames = sorted(p.name for p in (tmp_path / "archive").rglob("*.png"))
+    heatmaps = sorted(p.name for p in (tmp_path / "archive").rglob("*-heatmap.jpg"))
+    assert len(frames) == 2 and len(heatmaps) == 2, (frames, heatmaps)  # each frame (lossless PNG) and its heatmap picture
     single = next((tmp_path / "archive").rglob("*-00000001-pass.png"))  # a.png, one channel: archived as it came
     assert cv2.imread(str(single), cv2.IMREAD_UNCHANGED).ndim == 2
 
