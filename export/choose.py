@@ -30,8 +30,6 @@ from .sizes import ImageSize, aspect_size
 
 BACKBONES = ("tf_efficientnet_lite0", "mobilenetv2_100")  # the backbones with offline ImageNet weights
 DEFAULT_BUDGET_MINUTES = 30.0
-# A Raspberry Pi 5 (README "What a Raspberry Pi 5 should reach"): sustained compute and memory bandwidth, f32.
-PI_GFLOPS, PI_MB_PER_S = 38.0, 8500.0
 
 
 @dataclass
@@ -123,7 +121,7 @@ def measure(fitted, validation: list[Sample], target: float, confidence: float, 
 
 def speed(checkpoint, samples: list[Sample], color: str) -> tuple[float, float]:
     """The exported graph's latency here (median ms: resize + graph at f32, the station's runtime) and its projection for a
-    Raspberry Pi 5 from the graph's work (GMAC) and its Gaussian statistics (read in full every frame)."""
+    Raspberry Pi 5 at f32 (runtime.cost: from the graph's work and its constants, read once a frame)."""
     from inspectd.daemon import schema
     from inspectd.daemon.runtime.cost import graph_cost
     from inspectd.daemon.runtime.images import read_image
@@ -138,10 +136,8 @@ def speed(checkpoint, samples: list[Sample], color: str) -> tuple[float, float]:
         model = Model(schema.ModelFolder(Path(folder), _draft(checkpoint, color)), precision="f32")
         frames = [read_image(s.path) for s in samples[:3]] or [np.full((480, 640) if color == schema.GRAY else (480, 640, 3), 128, np.uint8)]
         times = [model.infer(frame).latency_ms for _ in range(5) for frame in frames]
-        gmac, _ = graph_cost(model)
-    padim = checkpoint.model
-    head_mb = padim.gaussian.inv_covariance.numel() * 4 / 1e6
-    return statistics.median(times), (2 * gmac / PI_GFLOPS + head_mb / PI_MB_PER_S) * 1000.0
+        pi_ms = graph_cost(Path(folder)).pi5_ms("f32")
+    return statistics.median(times), pi_ms
 
 
 def table(measured: list[Measured]) -> list[str]:

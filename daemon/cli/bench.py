@@ -3,15 +3,20 @@
 Prints the OpenVINO device, the inference precision in use and how the load chose it (the
 self-test at each precision tried; OpenVINO's own default: f16 on ARM), load time split into
 read, compile and self-test, pre-processing and inference latency (median, p95) for frames of
-the camera's size, the frame rate, peak memory, and the graph's cost per frame from which
-README.md projects each configuration's latency on a Raspberry Pi 5.
+the camera's size, the frame rate, peak memory, and the speed table of README.md's "What a Raspberry
+Pi 5 should reach" for this folder: the graph's cost per frame, the latency measured here, and the Pi 5
+projection at f32 and f16 from that cost (``runtime.cost``). On a Pi, compare the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 
+# README.md's table ("What a Raspberry Pi 5 should reach") has these columns; `inspectd bench` prints its row.
+TABLE_HEADER = ("| configuration | GMAC a frame (kept at f32) | model.bin MB | measured ms (precision, machine) "
+                "| Pi 5 f32 ms (projected) | Pi 5 f16 ms (projected) |")
 
 
 def add_to(commands) -> None:
@@ -34,7 +39,7 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
     import openvino as ov
 
     from inspectd.daemon import schema
-    from inspectd.daemon.runtime.cost import graph_cost, peak_rss_mib
+    from inspectd.daemon.runtime.cost import PI5_BASIS, graph_cost, peak_rss_mib
     from inspectd.daemon.runtime.model import Model
     from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
     from inspectd.daemon.runtime.preprocess import prepare
@@ -56,7 +61,7 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
         t2 = time.perf_counter()
         pre.append((t1 - t0) * 1000)
         total.append((t2 - t1) * 1000)
-    gmacs, megabytes = graph_cost(model)
+    cost = graph_cost(model.folder.path)
     core = ov.Core()
     meta = model.folder.metadata
     lines = [
@@ -73,7 +78,15 @@ def measure(model_dir: str, width: int, height: int, frames: int, precision: str
         f"pre-process  median {np.median(pre):.2f} ms, p95 {np.percentile(pre, 95):.2f} ms",
         f"infer        median {np.median(total):.2f} ms, p95 {np.percentile(total, 95):.2f} ms (pre-process + graph), "
         f"{1000 / np.mean(total):.1f} frames/s",
-        f"graph cost   {gmacs:.2f} GMAC per frame, {megabytes:.0f} MB of weights on disk (read every frame: the Mahalanobis step)",
+        f"graph cost   {cost.gmac:.3f} GMAC per frame ({cost.gmac_kept_f32:.3f} in layers kept at f32), "
+        f"{cost.weights_mb:.1f} MB of constants (model.bin, read once a frame: mostly the Mahalanobis step)",
         f"peak memory  {peak_rss_mib():.0f} MiB",
+        "",
+        TABLE_HEADER,
+        "|---|---|---|---|---|---|",
+        f"| {meta.model.backbone} / {spec.input_width}x{spec.input_height} | {cost.gmac:.3f} ({cost.gmac_kept_f32:.3f}) | "
+        f"{cost.weights_mb:.1f} | {np.median(total):.1f} ({model.precision}, {platform.machine()}) | {cost.pi5_ms('f32'):.1f} | "
+        f"{cost.pi5_ms('f16'):.1f} |",
+        f"({PI5_BASIS})",
     ]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def add_to(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspectd.daemon.runtime.heatmap import overlay
-    from inspectd.daemon.runtime.images import write_png
+    from inspectd.daemon.runtime.images import say, write_png
     from inspectd.daemon.runtime.model import Model
     from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 write_png(heatmap, overlay(frame, result, rule, decided.verdict))
         except InspectdError as exc:
             failures += 1
-            print(f"inspectd: {exc}", file=sys.stderr)
+            say(f"inspectd: {exc}")  # whole, though the reader thread's decoder may be writing to stderr now
             if args.json:
                 print(json.dumps({"image": image, "error": str(exc)}), flush=True)
             continue

@@ -70,16 +70,24 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if is_jpeg and data.find(b"\xff\xd9", data.rfind(b"\xff\xda")) == -1:  # no end marker after the last scan
         raise SourceError("is a JPEG cut short (no end-of-image marker after its last scan); a file still being written?",
                           file=path, fix="write frames under a temporary name and rename them when complete")
-    try:
-        with _jpeg_damage_warnings(is_jpeg) as damage:
+    image, failure = None, None
+    with _decoder_messages() as messages:
+        try:
             image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    except cv2.error as exc:
-        raise SourceError(f"not a readable image ({str(exc).strip().splitlines()[-1][:100]})", file=path, fix="replace the file") from None
+        except cv2.error as exc:
+            failure = str(exc).strip().splitlines()[-1][:100]
+    damage = [line for line in messages if is_jpeg and line.startswith(JPEG_DAMAGE_WARNINGS)]
+    failed = failure is not None or image is None or image.size == 0
+    reason = damage[0] if damage else messages[0] if failed and messages else None  # the decoder's own words
+    for line in messages:  # harmless warnings (an unknown JFIF revision, a bogus ICC profile): passed on, whole lines
+        if line not in damage and line is not reason:
+            say(line.decode("utf-8", "replace").rstrip("\n"))
+    said = reason.decode("utf-8", "replace").strip()[:100] if reason else failure
     if damage:
-        said = damage[0].decode("ascii", "replace").strip()[:100]
         raise SourceError(f"is a damaged JPEG (the decoder said: {said})", file=path, fix="replace the file")
-    if image is None or image.size == 0:
-        raise SourceError("not a readable image (empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP)", file=path, fix="replace the file")
+    if failed:
+        raise SourceError(f"not a readable image ({f'the decoder said: {said}' if said else 'empty or corrupt, or not PNG/JPEG/BMP/TIFF/WebP'})",
+                          file=path, fix="replace the file")
     if image.dtype != np.uint8:
         raise SourceError(f"is a {image.dtype.itemsize * 8}-bit image; models are trained on 8-bit images", file=path,
                           fix="convert it to 8 bits per channel (e.g. PNG or JPEG from the station camera)")
@@ -115,20 +123,18 @@ def bounded_header(data: bytes, path: Path, max_pixels: int) -> Header:
 
 
 @contextmanager
-def _jpeg_damage_warnings(wanted: bool):
-    """libjpeg's damage warnings (JPEG_DAMAGE_WARNINGS) written to stderr while decoding, kept from the real stderr.
+def _decoder_messages():
+    """What the decoders (libpng, libjpeg, ...) write to stderr while decoding, as lines, kept from the real stderr.
 
-    libjpeg has no other channel for its warnings. Anything else written to stderr meanwhile
-    (by another thread, or a harmless warning) is written on to the real stderr afterwards.
+    The decoders have no other channel: libjpeg's damage warnings and libpng's errors (which it writes in two
+    pieces) come only so. The decoding holds ``_stderr_lock``, so a line written with ``say`` never lands inside
+    one; the caller writes on to the real stderr what it does not turn into its own message.
     """
     lines: list[bytes] = []
-    if not wanted:
-        yield lines
-        return
     with _stderr_lock:
         try:
             if not _warning_sink:
-                _warning_sink.append(os.memfd_create("inspectd-decoder-warnings", os.MFD_CLOEXEC))
+                _warning_sink.append(os.memfd_create("inspectd-decoder-messages", os.MFD_CLOEXEC))
             sink = _warning_sink[0]
             os.ftruncate(sink, 0)
             os.lseek(sink, 0, os.SEEK_SET)
@@ -143,14 +149,13 @@ def _jpeg_damage_warnings(wanted: bool):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            others = b""
-            for line in os.pread(sink, os.fstat(sink).st_size, 0).splitlines(keepends=True):
-                if line.startswith(JPEG_DAMAGE_WARNINGS):  # libjpeg's own lines begin so; others may mention the words
-                    lines.append(line)
-                else:
-                    others += line
-            if others:
-                os.write(2, others)
+            lines += os.pread(sink, os.fstat(sink).st_size, 0).splitlines(keepends=True)
+
+
+def say(line: str) -> None:
+    """Write one line to stderr, whole: never inside what a decoder in another thread is writing."""
+    with _stderr_lock:
+        print(line, file=sys.stderr, flush=True)
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -20,6 +20,14 @@ def test_inspectd_bench_reports_the_device_figures(demo_model):
     verified = json.loads((demo_model / "inspectd.json").read_text())["runtime"]["verified_precisions"]
     assert "PaDiM tf_efficientnet_lite0 128x128, 1024 positions x 100 features" in result.stdout
     assert f"verified at export: {', '.join(verified)})" in result.stdout
+    # README's Pi 5 table, this folder's row: its cost, the latency measured here, the two projections
+    from inspectd.daemon.cli.bench import TABLE_HEADER
+
+    lines = result.stdout.splitlines()
+    row = lines[lines.index(TABLE_HEADER) + 2].split("|")[1:-1]
+    assert row[0].strip() == "tf_efficientnet_lite0 / 128x128", row
+    assert all(float(cell.split()[0]) > 0 for cell in row[1:]), row
+    assert float(row[5]) <= float(row[4]), row  # f16 projected no slower than f32
 
 
 @needs_export

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import threading
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from inspectd.daemon.errors import SourceError
 from inspectd.daemon.runtime import image_header
 from inspectd.daemon.runtime.image_header import declared_size
-from inspectd.daemon.runtime.images import read_image
+from inspectd.daemon.runtime.images import read_image, say
 
 
 @pytest.mark.parametrize("suffix,params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".bmp", []),
@@ -95,6 +96,43 @@ def test_a_jpeg_declaring_more_rows_than_it_holds_is_refused(tmp_path, capfd):
         with pytest.raises(SourceError, match=r"frame.jpg: is a damaged JPEG \(the decoder said: Corrupt JPEG data"):
             read_image(path)
     assert "Corrupt JPEG data" not in capfd.readouterr().err  # said in the error, not on stderr
+
+
+def _png_cut_short(path):
+    """A PNG whose image data ends early: libpng says so on stderr ("libpng error: ...") in two writes."""
+    data = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8))[1].tobytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_broken_png_is_refused_with_the_decoders_words_and_nothing_else_on_stderr(tmp_path, capfd):
+    path = tmp_path / "frame.png"
+    _png_cut_short(path)
+    with pytest.raises(SourceError, match=r"frame.png: not a readable image \(the decoder said: libpng"):
+        read_image(path)
+    assert capfd.readouterr().err == ""  # said in the error, not on stderr
+
+
+def test_lines_said_while_another_thread_decodes_broken_images_stay_whole(tmp_path, capfd):
+    """inspectd infer prints a bad image's line while its reader thread decodes the next one; libpng writes its
+    error in two pieces: a line of ours must never land between them."""
+    path = tmp_path / "frame.png"
+    _png_cut_short(path)
+    done = threading.Event()
+
+    def decode() -> None:
+        while not done.is_set():
+            with pytest.raises(SourceError):
+                read_image(path)
+
+    reader = threading.Thread(target=decode)
+    reader.start()
+    try:
+        for index in range(300):
+            say(f"inspectd: line {index}")
+    finally:
+        done.set()
+        reader.join()
+    assert capfd.readouterr().err.splitlines() == [f"inspectd: line {index}" for index in range(300)]
 
 
 def test_a_harmless_jpeg_warning_does_not_refuse_the_frame(tmp_path):
