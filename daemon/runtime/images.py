@@ -78,7 +78,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             failure = str(exc).strip().splitlines()[-1][:100]
     damage = [line for line in messages if is_jpeg and line.startswith(JPEG_DAMAGE_WARNINGS)]
     failed = failure is not None or image is None or image.size == 0
-    reason = damage[0] if damage else messages[0] if failed and messages else None  # the decoder's own words
+    decoders = [line for line in messages if not line.startswith(b"inspectd")]  # not a line of ours another thread wrote
+    reason = damage[0] if damage else decoders[0] if failed and decoders else None  # the decoder's own words
     for line in messages:  # harmless warnings (an unknown JFIF revision, a bogus ICC profile): passed on, whole lines
         if line not in damage and line is not reason:
             say(line.decode("utf-8", "replace").rstrip("\n"))
