@@ -39,6 +39,20 @@ def joined_dash_values(argv: list[str]) -> list[str]:
     return joined
 
 
+def at_least_one(unit: str, otherwise: str = ""):
+    """An argparse type: a whole number of ``unit``, at least 1 (0 or less would be taken for something else, or fail
+    deep inside the command)."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {unit}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} {unit}: give at least 1{otherwise}")
+        return value
+    return whole
+
+
 def build_parser(modules: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspectd", description="Visual inspection station: PaDiM on OpenVINO.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

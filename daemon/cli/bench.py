@@ -14,6 +14,8 @@ import argparse
 import platform
 import time
 
+from inspectd.daemon.cli import at_least_one
+
 # README.md's table ("What a Raspberry Pi 5 should reach") has these columns; `inspectd bench` prints its row.
 TABLE_HEADER = ("| configuration | GMAC a frame (kept at f32) | model.bin MB | measured ms (precision, machine) "
                 "| Pi 5 f32 ms (projected) | Pi 5 f16 ms (projected) |")
@@ -22,9 +24,9 @@ TABLE_HEADER = ("| configuration | GMAC a frame (kept at f32) | model.bin MB | m
 def add_to(commands) -> None:
     parser = commands.add_parser("bench", help="latency, precision and memory of a model folder on this device")
     parser.add_argument("model_dir", metavar="MODEL_DIR")
-    parser.add_argument("--width", type=int, default=1536, help="frame width (the camera's; default 1536)")
-    parser.add_argument("--height", type=int, default=864)
-    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--width", type=at_least_one("pixels"), default=1536, help="frame width (the camera's; default 1536)")
+    parser.add_argument("--height", type=at_least_one("pixels"), default=864)
+    parser.add_argument("--frames", type=at_least_one("frames"), default=50)
     parser.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "f16"))
     parser.set_defaults(run=run)
 

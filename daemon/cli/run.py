@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from inspectd.daemon.cli import at_least_one
 from inspectd.daemon.station.paths import DEFAULT_PATH
 
 
 def add_to(commands) -> None:
     parser = commands.add_parser("run", help="the station daemon: capture, inspect, decide, report (systemd service)")
     parser.add_argument("--config", default=str(DEFAULT_PATH), metavar="FILE", help=f"default {DEFAULT_PATH}")
-    parser.add_argument("--frames", type=frame_count, metavar="N", help="stop after N verdicts (a directory replay stops at its end anyway)")
+    parser.add_argument("--frames", type=at_least_one("frames", ", or leave --frames out to run until stopped"), metavar="N",
+                        help="stop after N verdicts (a directory replay stops at its end anyway)")
     parser.set_defaults(run=run)
-
-
-def frame_count(text: str) -> int:
-    """--frames: a whole number of verdicts, at least 1 (0 would be taken for no limit, or for one frame)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} frames: give at least 1, or leave --frames out to run until stopped")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ DEFAULT_FALSE_REJECT_RATE = 0.01
 DEFAULT_CONFIDENCE = 0.9
 SMALLEST_RATE = 1e-6  # below one in a million, no set of pictures says anything
 MIN_GOOD_IMAGES = 5  # a fit of fewer says nothing about a tail
-MARGIN = 0.001  # of the threshold: no image's score sits within it (f32 scores differ from torch by about 1e-4 of it)
+MARGIN = 0.001  # of the threshold: no image's score sits within it (f32 scores differ from torch by about 1e-4 of it) ...
+MARGIN_OF_SPREAD = 0.01  # ... unless that is more than this share of the good scores' spread (standard deviation) ...
+NOISE = 2e-4  # ... and never less than this share of the threshold: twice the f32 / torch difference
 ROBUST_RANK = 10  # the order statistic is used when it rests on at least this many of the highest scores (or the fit fails)
 TAIL_CHECK = 0.01  # a Gumbel fit is contradicted when this few fits would leave as many good images above their bound
 PIVOT_DRAWS = 8000
@@ -195,7 +197,7 @@ def _order_statistic(good: np.ndarray, target: float, confidence: float) -> tupl
     j = _largest_rank(n, target, confidence)
     at = float(good[j - 1])
     higher = good[: j - 1][good[: j - 1] > at]
-    margin = MARGIN * abs(at) if higher.size == 0 else min(MARGIN * abs(at), (float(higher[-1]) - at) / 2.0)
+    margin = _margin(at, good) if higher.size == 0 else min(_margin(at, good), (float(higher[-1]) - at) / 2.0)
     line = LineRate(expected=_beta_quantile(0.5, j, n), low=_beta_quantile(1 - confidence, j, n), high=_beta_quantile(confidence, j, n),
                     confidence=confidence)
     return at + margin, line, f"{n} good images: their {_ordinal(j)} highest score (order statistic, binomial bound)"
@@ -250,13 +252,22 @@ def _gumbel_bound(good: np.ndarray, target: float, confidence: float) -> tuple[f
 
 
 def _off_scores(value: float, scores: np.ndarray) -> float:
-    """``value``, or moved up until no score lies within MARGIN of it (moving up only lowers the false-reject rate)."""
+    """``value``, or moved up until no score lies within its margin (moving up only lowers the false-reject rate)."""
     for _ in range(scores.size):
-        near = scores[np.abs(scores - value) < MARGIN * abs(value)]
+        margin = _margin(value, scores)
+        near = scores[np.abs(scores - value) < margin]
         if near.size == 0:
             break
-        value = float(near.max()) + MARGIN * abs(value)
+        value = float(near.max()) + margin
     return value
+
+
+def _margin(value: float, good: np.ndarray) -> float:
+    """How far a threshold keeps from every good score, so that a precision's rounding cannot decide an image: MARGIN of
+    it, but not more than MARGIN_OF_SPREAD of the scores' spread (good scores spread over 1% of their level would have
+    a margin of an eighth of their spread: a needlessly high threshold, far fewer false rejects than asked, and fewer
+    defects caught), and never less than NOISE of it."""
+    return max(NOISE * abs(value), min(MARGIN * abs(value), MARGIN_OF_SPREAD * float(np.std(good))))
 
 
 def gumbel_fit(ascending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -43,3 +43,14 @@ def test_the_projection_runs_only_what_is_not_kept_at_f16():
     assert cost.pi5_ms("f16") == pytest.approx((2 * 0.5 / PI5_GFLOPS["f32"] + 2 * 1.5 / PI5_GFLOPS["f16"] + memory) * 1000)
     everything_kept = GraphCost(gmac=2.0, gmac_kept_f32=2.0, weights_mb=85.0)
     assert everything_kept.pi5_ms("f16") == pytest.approx(everything_kept.pi5_ms("f32"))
+
+
+@pytest.mark.parametrize("option, value, said", [("--frames", "0", "0 frames: give at least 1"), ("--width", "0", "0 pixels: give at least 1"),
+                                                 ("--height", "-5", "-5 pixels: give at least 1"),
+                                                 ("--frames", "ten", "'ten' is not a whole number of frames")])
+def test_bench_refuses_counts_below_one_in_one_line(option, value, said):
+    from conftest import DEMO_MODEL, cli
+
+    result = cli("bench", DEMO_MODEL, option, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {option}: {said}" in result.stderr.strip().splitlines()[-1], result.stderr
