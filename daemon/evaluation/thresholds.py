@@ -197,7 +197,8 @@ def _order_statistic(good: np.ndarray, target: float, confidence: float) -> tupl
     j = _largest_rank(n, target, confidence)
     at = float(good[j - 1])
     higher = good[: j - 1][good[: j - 1] > at]
-    margin = _margin(at, good) if higher.size == 0 else min(_margin(at, good), (float(higher[-1]) - at) / 2.0)
+    own = _margin(at, float(np.std(good)))
+    margin = own if higher.size == 0 else min(own, (float(higher[-1]) - at) / 2.0)
     line = LineRate(expected=_beta_quantile(0.5, j, n), low=_beta_quantile(1 - confidence, j, n), high=_beta_quantile(confidence, j, n),
                     confidence=confidence)
     return at + margin, line, f"{n} good images: their {_ordinal(j)} highest score (order statistic, binomial bound)"
@@ -253,8 +254,9 @@ def _gumbel_bound(good: np.ndarray, target: float, confidence: float) -> tuple[f
 
 def _off_scores(value: float, scores: np.ndarray) -> float:
     """``value``, or moved up until no score lies within its margin (moving up only lowers the false-reject rate)."""
+    spread = float(np.std(scores))
     for _ in range(scores.size):
-        margin = _margin(value, scores)
+        margin = _margin(value, spread)
         near = scores[np.abs(scores - value) < margin]
         if near.size == 0:
             break
@@ -262,12 +264,12 @@ def _off_scores(value: float, scores: np.ndarray) -> float:
     return value
 
 
-def _margin(value: float, good: np.ndarray) -> float:
+def _margin(value: float, spread: float) -> float:
     """How far a threshold keeps from every good score, so that a precision's rounding cannot decide an image: MARGIN of
     it, but not more than MARGIN_OF_SPREAD of the scores' spread (good scores spread over 1% of their level would have
     a margin of an eighth of their spread: a needlessly high threshold, far fewer false rejects than asked, and fewer
-    defects caught), and never less than NOISE of it."""
-    return max(NOISE * abs(value), min(MARGIN * abs(value), MARGIN_OF_SPREAD * float(np.std(good))))
+    defects caught), and never less than NOISE of it. ``spread``: the good scores' standard deviation."""
+    return max(NOISE * abs(value), min(MARGIN * abs(value), MARGIN_OF_SPREAD * spread))
 
 
 def gumbel_fit(ascending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

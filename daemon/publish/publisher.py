@@ -193,7 +193,7 @@ class Publisher:
         link_fds = [link_fd] if link_fd is not None else []
         busy = link is not None and link.connected and not self.caught_up and link.in_flight() < WINDOW
         timeout = 0.0 if busy else max(0.0, min(self.poll_s, self.next_attempt - now if journal is not None and link is None else self.poll_s))
-        readable, _, _ = select.select(readers + link_fds, link_fds if link is not None and link.wants_write() else [], [], timeout)
+        readable, _, _ = select.select(readers + link_fds, link_fds if link_fds and link.wants_write() else [], [], timeout)
         if tail is not None and tail.fileno() in readable:
             tail.process()
         if journal is not None:
