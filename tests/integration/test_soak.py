@@ -1,5 +1,5 @@
 """bench/soak.py, short, into a real journald (a private one): frames and records equal and contiguous,
-no descriptor or thread leak, the archive within its quota."""
+no descriptor or thread growth after warm-up, the archive within its quota."""
 
 from __future__ import annotations
 
@@ -28,4 +28,5 @@ def test_short_soak_into_journald(tmp_path):
     assert proc.returncode == 0 and report["passed"], out + err[-2000:]
     assert report["verdict_records"] == 400 and report["frames_contiguous"] and report["rejects"] > 0
     assert report["archive_bytes"] <= 2 * 1024 * 1024 < report["archive_bytes"] * 3  # filled, rotated, within the quota
-    assert report["after_warm_up"]["fds"] == report["at_end"]["fds"]
+    assert report["at_end"]["fds"] <= report["after_warm_up"]["fds"]
+    assert report["at_end"]["threads"] <= report["after_warm_up"]["threads"]
