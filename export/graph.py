@@ -187,12 +187,13 @@ def export_ir(checkpoint: PadimCheckpoint, folder: Path, distance_scale_log2: in
     ``distance_scale_log2``: k (see ``choose_distance_scale``), or None for a graph that only measures the range.
     """
     import openvino as ov
+    from openvino.tools.ovc import convert_model  # not ov.convert_model: the station's runtime may have imported openvino without it
 
     height, width = checkpoint.preprocess.output_size()
     graph = InspectdPadim(checkpoint, distance_scale_log2).eval()
     example = torch.zeros(1, height, width, 3)
     with torch.no_grad():
-        converted = ov.convert_model(graph, example_input=example, input=[1, height, width, 3])
+        converted = convert_model(graph, example_input=example, input=[1, height, width, 3])
     converted.outputs[0].get_tensor().set_names({MAP_OUTPUT})
     converted.outputs[1].get_tensor().set_names({SCORE_OUTPUT})
     converted.inputs[0].get_tensor().set_names({"frame"})

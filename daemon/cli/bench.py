@@ -15,6 +15,7 @@ import platform
 import time
 
 from inspectd.daemon.cli import at_least_one
+from inspectd.daemon.runtime.openvino_import import import_openvino
 
 # README.md's table ("What a Raspberry Pi 5 should reach") has these columns; `inspectd bench` prints its row.
 TABLE_HEADER = ("| configuration | GMAC a frame (kept at f32) | model.bin MB | measured ms (precision, machine) "
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(model_dir: str, width: int, height: int, frames: int, precision: str) -> str:
     import numpy as np
-    import openvino as ov
+    ov = import_openvino()
 
     from inspectd.daemon import schema
     from inspectd.daemon.runtime.cost import PI5_BASIS, graph_cost, peak_rss_mib

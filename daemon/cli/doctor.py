@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspectd.daemon.station.paths import DEFAULT_PATH
+from inspectd.daemon.runtime.openvino_import import import_openvino
 
 SERVICE_USER = "inspectd"
 STATE_DIR = Path("/var/lib/inspectd")
@@ -118,7 +119,7 @@ def _platform() -> list[Check]:
 
 def _openvino() -> list[Check]:
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as exc:
         return [Check("FAIL", "openvino", f"cannot import it ({exc})", "reinstall inspectd (the .deb, or pip install inspectd)")]
     core = ov.Core()

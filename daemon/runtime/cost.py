@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.daemon.runtime.openvino_import import import_openvino
+
 # A Raspberry Pi 5, from published figures: 4 Cortex-A76 cores at 2.4 GHz, each with two 128-bit NEON FMA pipes
 # (153.6 GFLOP/s peak at f32; twice that at f16, ARMv8.2 half-precision arithmetic), and LPDDR4X-4267 on a 32-bit
 # bus (17 GB/s peak). Assumed sustained: a quarter of the compute peak on these small convolutions, half the memory
@@ -36,7 +38,7 @@ class GraphCost:
 
 def graph_cost(folder: Path) -> GraphCost:
     """A model folder's GraphCost, from its model.xml as exported (the layers marked "precise" are those kept at f32)."""
-    import openvino as ov
+    ov = import_openvino()
 
     macs = kept = 0
     for op in ov.Core().read_model(Path(folder) / "model.xml").get_ordered_ops():

@@ -23,6 +23,7 @@ import numpy as np
 from inspectd.daemon.errors import InspectdError, ModelDoesNotFit, ModelFolderError
 from inspectd.daemon.schema import METADATA_FILE, ModelFolder, ModelMetadata, read_model_folder
 from inspectd.daemon.runtime.decision import Rule
+from inspectd.daemon.runtime.openvino_import import import_openvino
 from inspectd.daemon.runtime.preprocess import model_region, prepare
 from inspectd.daemon.runtime.selftest import SelfTestResult, load_cases, run_self_test
 from inspectd.daemon.runtime.selftest_memory import SelfTestMemory, memory_key
@@ -75,7 +76,7 @@ def self_test_every_precision(folder: ModelFolder, device: str = "CPU") -> list[
 
     Each result says what the device really ran (``executed``): an x86 CPU without bf16/f16 runs them as f32.
     """
-    import openvino as ov
+    ov = import_openvino()
 
     core = ov.Core()
     graph, weights = read_graph(core, folder)
@@ -101,7 +102,7 @@ def read_graph(core, folder: ModelFolder):
     files: OpenVINO would map model.bin into memory, and a file overwritten in place while the station runs (even by
     ``cp`` of the same bytes) would kill the process with SIGBUS.
     """
-    import openvino as ov
+    ov = import_openvino()
 
     weights = folder.content("model.bin")
     if not isinstance(weights, bytearray):
@@ -137,7 +138,7 @@ class Model:
     """
 
     def __init__(self, folder: ModelFolder, device: str = "CPU", precision: str = "auto", memory: SelfTestMemory | None = None) -> None:
-        import openvino as ov  # lazy: keeps `inspectd --help` fast
+        ov = import_openvino()  # lazy: keeps `inspectd --help` fast
 
         self.folder = folder
         meta = folder.metadata

@@ -16,6 +16,7 @@ from inspectd.daemon.errors import ConfigError, InspectdError
 from inspectd.daemon.files import Claim, Held
 from inspectd.daemon.runtime.decision import Judge, Rule
 from inspectd.daemon.runtime.model import Model
+from inspectd.daemon.runtime.openvino_import import import_openvino
 from inspectd.daemon.runtime.selftest_memory import SelfTestMemory
 from inspectd.daemon.station.config import Config
 from inspectd.daemon.station.drift import DriftWatch, drift_watch
@@ -100,7 +101,7 @@ def load_model(config: Config) -> Model:
 
 def check_device(config: Config) -> None:
     """``model.device`` must be one OpenVINO has on this machine ("GPU" where there is none is not a crash later)."""
-    import openvino as ov
+    ov = import_openvino()
 
     devices = list(ov.Core().available_devices)
     if config.model.device not in devices:
