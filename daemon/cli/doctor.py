@@ -26,8 +26,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspectd.daemon.station.paths import DEFAULT_PATH
 from inspectd.daemon.runtime.openvino_import import import_openvino
+from inspectd.daemon.station.paths import DEFAULT_PATH
 
 SERVICE_USER = "inspectd"
 STATE_DIR = Path("/var/lib/inspectd")
